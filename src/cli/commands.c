@@ -1,0 +1,1 @@
+/* placeholder */ static int unused_commands;

@@ -1,0 +1,5 @@
+/* placeholder */ static int unused_main;
+int main(void)
+{
+    return unused_main;
+}

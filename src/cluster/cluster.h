@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The cluster backend interface: what the reconciler asks of a cluster (deploy, scale, stop, start,
+ * remove, status), one vtable per backend, and the registry that picks a backend by name. Backends
+ * know neither Redis nor HTTP requests: they get an app's spec and answer with its status. */
+#ifndef EMP_CLUSTER_H
+#define EMP_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "emp/error.h"
+#include "emp/spec.h"
+
+#define CLUSTER_REASON_MAX  512
+#define CLUSTER_ADDRESS_MAX 256
+
+/* What a backend is told of an app. Pointers are borrowed for the length of the call. */
+struct cluster_app {
+    const char *id;
+    const char *owner;
+    const char *name;
+    const struct emp_spec *spec;
+    int replicas; /* the desired count */
+};
+
+/* What a backend reports of an app. */
+struct cluster_status {
+    bool exists;          /* the backend holds the app (running or stopped) */
+    bool stopped;         /* it holds it stopped: start() brings it back */
+    bool failed;          /* it cannot run as asked; reason says why */
+    int replicas_desired; /* the count the backend works towards now */
+    int replicas_ready;
+    char reason[CLUSTER_REASON_MAX];   /* "" when there is nothing to say */
+    char address[CLUSTER_ADDRESS_MAX]; /* external address, "" while there is none */
+};
+
+/* Settings every backend may read; each backend documents which it uses. */
+struct cluster_config {
+    const char *state_dir;     /* where a backend may keep files */
+    const char *kafka_address; /* what apps get as KAFKAADDRESS */
+    const char *zipkin_url;    /* what apps get as EMP_ZIPKIN_URL */
+};
+
+enum cluster_caps {
+    CLUSTER_CAP_STATEFUL = 1 << 0,      /* keeps data of stateless:false apps across stop/scale */
+    CLUSTER_CAP_NEEDS_COMMAND = 1 << 1, /* runs spec.command */
+    CLUSTER_CAP_NEEDS_IMAGE = 1 << 2,   /* runs spec.docker_image */
+};
+
+/* One const instance per backend, filled with designated initialisers in the backend's own file.
+ * Every operation returns 0 or a negative errno with err set; operations are idempotent (deploying
+ * what is deployed, stopping what is stopped, removing what is gone all succeed). */
+struct cluster_backend_ops {
+    const char *name;
+    unsigned caps;
+    size_t state_size;
+    int (*init)(void *state, const struct cluster_config *config, struct emp_error *err);
+    void (*destroy)(void *state);
+    /* Checks, without touching the cluster, that the backend can run app (for example that the
+     * local backend has a command to run). Called on the request path: must not block. */
+    int (*validate)(void *state, const struct cluster_app *app, struct emp_error *err);
+    int (*deploy)(void *state, const struct cluster_app *app, struct emp_error *err);
+    int (*scale)(void *state, const struct cluster_app *app, int replicas, struct emp_error *err);
+    int (*stop)(void *state, const struct cluster_app *app, struct emp_error *err);
+    int (*start)(void *state, const struct cluster_app *app, struct emp_error *err);
+    int (*remove)(void *state, const struct cluster_app *app, bool purge, struct emp_error *err);
+    int (*status)(void *state, const struct cluster_app *app, struct cluster_status *ret_status,
+                  struct emp_error *err);
+};
+
+struct cluster;
+
+/* Opens the backend called name ("local", "kubernetes"). A known backend that this binary was built
+ * without still opens: every call then fails with cluster_unavailable saying so. An unknown name
+ * fails with the list of known ones. Free with cluster_close(). */
+int cluster_open(const char *name, const struct cluster_config *config,
+                 struct cluster **ret_cluster, struct emp_error *err);
+/* Opens a handle over given ops (tests drive the reconciler through a recording backend). */
+int cluster_open_ops(const struct cluster_backend_ops *ops, const struct cluster_config *config,
+                     struct cluster **ret_cluster, struct emp_error *err);
+/* Accepts NULL. */
+void cluster_close(struct cluster *cluster);
+
+const char *cluster_name(const struct cluster *cluster);
+/* False for a backend that was not built: its calls can have had no effect on any cluster. */
+bool cluster_available(const struct cluster *cluster);
+unsigned cluster_caps(const struct cluster *cluster);
+/* "local, kubernetes" */
+const char *cluster_known_names(void);
+
+/* Wrappers that answer not_supported for an empty slot and cluster_unavailable for a backend that
+ * was not built. */
+int cluster_validate(struct cluster *cluster, const struct cluster_app *app, struct emp_error *err);
+int cluster_deploy(struct cluster *cluster, const struct cluster_app *app, struct emp_error *err);
+int cluster_scale(struct cluster *cluster, const struct cluster_app *app, int replicas,
+                  struct emp_error *err);
+int cluster_stop(struct cluster *cluster, const struct cluster_app *app, struct emp_error *err);
+int cluster_start(struct cluster *cluster, const struct cluster_app *app, struct emp_error *err);
+int cluster_remove(struct cluster *cluster, const struct cluster_app *app, bool purge,
+                   struct emp_error *err);
+int cluster_status(struct cluster *cluster, const struct cluster_app *app,
+                   struct cluster_status *ret_status, struct emp_error *err);
+
+#endif

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* emp-server: wires the modules together in order (store, cluster backend, auth, reconciler, API,
+ * HTTP), serves until SIGTERM or SIGINT, then drains requests and stops them in reverse order. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "apps.h"
+#include "auth.h"
+#include "cluster.h"
+#include "config.h"
+#include "emp/log.h"
+#include "emp/timeutil.h"
+#include "http.h"
+#include "reconciler.h"
+#include "redis_child.h"
+#include "store.h"
+
+#define DRAIN_MS      10000
+#define STORE_WAIT_MS 30000
+
+static int fail(const struct emp_error *err)
+{
+    fprintf(stderr, "emp-server: %s\n", err->message[0] ? err->message : "failed to start");
+    return 1;
+}
+
+static int make_dirs(const char *path, struct emp_error *err)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return emp_error_set(err, -ENAMETOOLONG, EMP_ERR_INVALID_FIELD, "state-dir",
+                             "--state-dir is too long");
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+                return emp_error_set(err, -errno, EMP_ERR_INVALID_FIELD, "state-dir",
+                                     "cannot create the state directory '%s': %s", buf,
+                                     strerror(errno));
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+/* One emp-server per state directory: its files (the embedded Redis, backend data) are not shared.
+ */
+static int lock_state_dir(const char *dir, int *ret_fd, struct emp_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/emp-server.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return emp_error_set(err, -errno, EMP_ERR_INVALID_FIELD, "state-dir",
+                             "cannot open '%s': %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return emp_error_set(err, -EBUSY, EMP_ERR_CONFLICT, "state-dir",
+                             "another emp-server is using the state directory '%s': stop it, or "
+                             "give this one its own --state-dir",
+                             dir);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) == 0 && write(fd, pid, (size_t)len) < 0)
+        log_msg(LOG_WARN, "cannot write the lock file", "path=%s", path);
+    *ret_fd = fd;
+    return 0;
+}
+
+static void wait_for_store(struct store *store)
+{
+    int64_t deadline = time_mono_ms() + STORE_WAIT_MS;
+    struct emp_error err = {0};
+    while (store_ping(store, &err) < 0) {
+        if (time_mono_ms() > deadline) {
+            char quoted[600];
+            log_msg(LOG_WARN, "the store is not reachable yet; serving 503 until it is",
+                    "detail=%s", log_quote(quoted, sizeof(quoted), err.message));
+            return;
+        }
+        emp_error_clear(&err);
+        struct timespec pause = {.tv_nsec = 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct server_config config;
+    enum config_outcome outcome;
+    struct emp_error err = {0};
+    if (config_parse(argc, argv, &config, &outcome, &err) < 0) {
+        fprintf(stderr, "emp-server: %s\n", err.message);
+        config_free(&config);
+        return 2;
+    }
+    if (outcome == CONFIG_HELP) {
+        config_print_help(stdout);
+        config_free(&config);
+        return 0;
+    }
+    if (outcome == CONFIG_VERSION) {
+        printf("emp-server %s\n", EMP_VERSION);
+        config_free(&config);
+        return 0;
+    }
+    enum log_level level;
+    if (log_level_parse(config.log_level, &level) < 0) {
+        fprintf(stderr,
+                "emp-server: --log-level '%s' is not valid: use debug, info, warn or "
+                "error\n",
+                config.log_level);
+        config_free(&config);
+        return 2;
+    }
+    log_set_level(level);
+
+    /* Signals are taken by sigwait() below; every thread inherits this mask. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    int lock_fd = -1;
+    struct redis_child *redis = NULL;
+    struct store *store = NULL;
+    struct cluster *cluster = NULL;
+    struct auth *auth = NULL;
+    struct recon *recon = NULL;
+    struct apps *apps = NULL;
+    struct api *api = NULL;
+    struct http_server *http = NULL;
+
+    if (make_dirs(config.state_dir, &err) < 0 ||
+        lock_state_dir(config.state_dir, &lock_fd, &err) < 0)
+        goto out;
+    const char *redis_url = config.redis_url;
+    if (!redis_url) {
+        if (redis_child_start(config.redis_server, config.state_dir, &redis, &err) < 0)
+            goto out;
+        redis_url = redis_child_url(redis);
+    }
+    if (store_open(redis_url, &store, &err) < 0)
+        goto out;
+    wait_for_store(store);
+
+    struct cluster_config cluster_config = {
+        .state_dir = config.state_dir,
+        .kafka_address = config.kafka_brokers,
+        .zipkin_url = config.zipkin_url,
+    };
+    if (cluster_open(config.cluster, &cluster_config, &cluster, &err) < 0)
+        goto out;
+    if (!cluster_available(cluster))
+        log_msg(LOG_WARN,
+                "cluster backend not available in this build: apps will fail with that "
+                "reason",
+                "cluster=%s", config.cluster);
+
+    struct auth_config auth_config = {
+        .token_ttl_s = config.token_ttl_s,
+        .login_max_failures = config.login_max_failures,
+        .login_window_s = config.login_window_s,
+        .scheduler_token_file = config.scheduler_token_file,
+    };
+    if (auth_new(store, &auth_config, &auth, &err) < 0)
+        goto out;
+
+    struct recon_config recon_config;
+    recon_config_defaults(&recon_config);
+    recon_config.workers = config.reconcile_workers;
+    recon_config.resync_ms = config.resync_s * 1000;
+    if (recon_start(store, cluster, &recon_config, &recon, &err) < 0)
+        goto out;
+
+    struct apps_config apps_config = {
+        .max_apps_per_user = config.max_apps_per_user,
+        .wake = recon_wake,
+        .wake_ctx = recon,
+    };
+    if (apps_new(store, cluster, &apps_config, &apps) < 0)
+        goto out;
+    struct api_config api_config = {
+        .zipkin_url = config.zipkin_url,
+        .cluster_name = cluster_name(cluster),
+        .cluster_available = cluster_available(cluster),
+    };
+    if (api_new(store, auth, apps, &api_config, &api) < 0)
+        goto out;
+    struct http_config http_config = {
+        .host = config.listen_host,
+        .port = config.listen_port,
+        .threads = config.threads,
+        .max_connections = config.max_connections,
+    };
+    if (http_start(&http_config, api_handle, api_error, api, &http, &err) < 0)
+        goto out;
+
+    bool v6 = strchr(config.listen_host, ':') != NULL;
+    log_msg(LOG_INFO, "listening",
+            "url=http://%s%s%s:%d store=%s cluster=%s threads=%d state_dir=%s", v6 ? "[" : "",
+            config.listen_host, v6 ? "]" : "", http_port(http), store_display_url(store),
+            config.cluster, config.threads, config.state_dir);
+
+    int sig = 0;
+    while (sigwait(&stop_signals, &sig) != 0)
+        ;
+    log_msg(LOG_INFO, "stopping: draining requests", "signal=%d", sig);
+    status = 0;
+out:
+    if (status != 0 && emp_error_is_set(&err))
+        fail(&err);
+    http_stop(http, DRAIN_MS);
+    recon_stop(recon);
+    api_free(api);
+    apps_free(apps);
+    auth_free(auth);
+    cluster_close(cluster);
+    store_close(store);
+    redis_child_stop(redis);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    if (status == 0)
+        log_msg(LOG_INFO, "stopped", NULL);
+    config_free(&config);
+    return status;
+}

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The store: EMP's state in Redis (users, sessions, apps, the reconciler's schedule and leases).
+ * The only module that speaks Redis. It knows records and keys, not HTTP nor cluster backends.
+ * Every function is safe to call from any thread: each thread uses its own connection, made on
+ * first use and made again after an error, so the server recovers by itself once Redis is back. */
+#ifndef EMP_STORE_H
+#define EMP_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "emp/error.h"
+#include "emp/names.h"
+
+struct store;
+
+/* Opens a store for url: "redis://[:password@]host[:port][/db]" or "unix:///path/to/socket". No
+ * connection is made yet. Returns 0 or -EINVAL (err says what is wrong with the URL). Free with
+ * store_close(). */
+int store_open(const char *url, struct store **ret_store, struct emp_error *err);
+/* Accepts NULL. Connections of other threads are freed when those threads end. */
+void store_close(struct store *store);
+/* The URL without its password, for messages and logs. Owned by the store. */
+const char *store_display_url(const struct store *store);
+/* Round trip to Redis. Returns 0, or -EIO with err saying Redis is unreachable. */
+int store_ping(struct store *store, struct emp_error *err);
+
+/* Every function below returns 0 on success, -ENOENT when the record does not exist, -EEXIST when
+ * it already does, -EIO (err set, code store_unavailable) when Redis cannot be reached, and
+ * -ENOMEM. */
+
+/* ---- users and sessions ---- */
+
+#define STORE_HASH_MAX 160 /* longest password hash accepted (Argon2id strings are ~100) */
+
+struct store_user {
+    char username[NAMES_LABEL_MAX + 1];
+    char password_hash[STORE_HASH_MAX];
+    int64_t created_ms;
+};
+
+int store_user_create(struct store *store, const struct store_user *user, struct emp_error *err);
+int store_user_get(struct store *store, const char *username, struct store_user *ret_user,
+                   struct emp_error *err);
+
+/* Sessions are keyed by the hex SHA-256 digest of the token; Redis expires them at expires_ms. */
+int store_session_create(struct store *store, const char *digest, const char *username,
+                         int64_t expires_ms, struct emp_error *err);
+/* Fills ret_username (NAMES_LABEL_MAX + 1 bytes) and *ret_expires_ms. */
+int store_session_get(struct store *store, const char *digest, char *ret_username,
+                      int64_t *ret_expires_ms, struct emp_error *err);
+int store_session_delete(struct store *store, const char *digest, struct emp_error *err);
+
+/* Failed-login counters per username over a sliding window that starts at the first failure. */
+int store_login_failure_add(struct store *store, const char *username, int window_s,
+                            int64_t *ret_count, int64_t *ret_retry_after_s, struct emp_error *err);
+int store_login_failure_get(struct store *store, const char *username, int64_t *ret_count,
+                            int64_t *ret_retry_after_s, struct emp_error *err);
+int store_login_failure_clear(struct store *store, const char *username, struct emp_error *err);
+
+/* ---- apps ---- */
+
+enum app_state {
+    APP_DEPLOYING,
+    APP_RUNNING,
+    APP_STOPPED,
+    APP_FAILED,
+    APP_REMOVING,
+    APP_STATE__COUNT
+};
+enum app_desired { DESIRED_RUNNING, DESIRED_STOPPED, DESIRED_REMOVED, DESIRED__COUNT };
+
+const char *app_state_name(enum app_state state);
+const char *app_desired_name(enum app_desired desired);
+
+struct store_app {
+    char id[NAMES_UUID_LEN + 1];
+    char owner[NAMES_LABEL_MAX + 1];
+    char name[NAMES_LABEL_MAX + 1];
+    char *spec_json; /* canonical spec (spec_to_json) */
+    int64_t created_ms;
+    int64_t updated_ms;
+    /* desired state: written by the API, each change bumps generation */
+    enum app_desired desired;
+    int desired_replicas;
+    int64_t generation;
+    /* observed state: written by the reconciler */
+    enum app_state state;
+    char *reason;  /* why it failed or what it waits for; NULL when there is nothing to say */
+    char *address; /* external address; NULL until there is one */
+    int ready_replicas;
+    int64_t observed_generation;
+    bool deployed; /* the backend may hold objects of this app */
+    int failures;  /* failed reconcile attempts in a row, for backoff */
+};
+
+/* Frees a record from store_app_get() or a list. Accepts NULL. */
+void store_app_free(struct store_app *app);
+void store_app_list_free(struct store_app **apps, size_t count);
+
+/* Creates app (all fields as given; generation should be 1) and schedules it for the reconciler
+ * now. -EEXIST when the owner already has an app of that name; -EDQUOT when the owner already has
+ * max_apps apps. */
+int store_app_create(struct store *store, const struct store_app *app, int max_apps,
+                     struct emp_error *err);
+/* *ret_app is a new record (store_app_free). */
+int store_app_get(struct store *store, const char *id, struct store_app **ret_app,
+                  struct emp_error *err);
+/* The id of owner's app called name, into ret_id (NAMES_UUID_LEN + 1 bytes). */
+int store_app_find(struct store *store, const char *owner, const char *name, char *ret_id,
+                   struct emp_error *err);
+
+/* The request path's fast case in one round trip: the session of digest and the app of id. Either
+ * may be missing: *ret_username is "" when the session is not known, *ret_app NULL when the app is
+ * not. */
+int store_session_and_app(struct store *store, const char *digest, const char *id,
+                          char *ret_username, int64_t *ret_expires_ms, struct store_app **ret_app,
+                          struct emp_error *err);
+
+/* A page of apps in name order (owner != NULL: that owner's apps) or in id order (owner == NULL:
+ * all apps, for the scheduler). cursor is "" or the next_cursor of the page before.
+ * *ret_next_cursor is malloc'd, or NULL on the last page. */
+int store_app_list(struct store *store, const char *owner, const char *cursor, size_t limit,
+                   struct store_app ***ret_apps, size_t *ret_count, char **ret_next_cursor,
+                   struct emp_error *err);
+
+/* A change of desired state. Fields left at their "unset" value stay as they are. */
+struct store_app_change {
+    int desired;           /* an enum app_desired, or -1 */
+    int desired_replicas;  /* or -1 */
+    const char *spec_json; /* or NULL */
+    int state;             /* an enum app_state the API sets at once (removing), or -1 */
+};
+
+/* Applies change if the app's generation is still expected_generation (optimistic concurrency: the
+ * caller read the app, decided, and writes only if nobody wrote in between), bumps generation,
+ * and schedules the app for the reconciler now. -ESTALE if the generation moved on: read again and
+ * retry. *ret_generation (may be NULL) is the new generation. */
+int store_app_update(struct store *store, const char *id, int64_t expected_generation,
+                     const struct store_app_change *change, int64_t *ret_generation,
+                     struct emp_error *err);
+
+/* What the reconciler saw. Leaves desired state alone, so it never races the API. */
+struct store_app_observed {
+    enum app_state state;
+    const char *reason;  /* NULL clears it */
+    const char *address; /* NULL clears it */
+    int ready_replicas;
+    int64_t observed_generation;
+    bool deployed;
+    int failures;
+};
+int store_app_set_observed(struct store *store, const char *id,
+                           const struct store_app_observed *observed, struct emp_error *err);
+
+/* Removes the app and every key and index entry of it. */
+int store_app_delete(struct store *store, const char *id, struct emp_error *err);
+
+/* ---- the reconciler's schedule ---- */
+
+/* Takes the lease on one app that is due (its check time is at or before now_ms and nobody else
+ * holds its lease), for lease_ms, in holder's name. Writes its id to ret_id. -ENOENT when nothing
+ * is due. */
+int store_recon_claim(struct store *store, const char *holder, int64_t now_ms, int64_t lease_ms,
+                      char *ret_id, struct emp_error *err);
+/* Extends a held lease. -ENOENT if holder no longer holds it. */
+int store_recon_renew(struct store *store, const char *id, const char *holder, int64_t lease_ms,
+                      struct emp_error *err);
+/* Releases the lease and schedules the next check at next_ms, or now if the app's generation moved
+ * past seen_generation while the reconciler worked. */
+int store_recon_release(struct store *store, const char *id, const char *holder, int64_t next_ms,
+                        int64_t seen_generation, struct emp_error *err);
+/* The earliest check time of any app, or -ENOENT when there are no apps. */
+int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_error *err);
+
+#endif
