@@ -1,0 +1,446 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The store against a real redis-server: records, indexes, optimistic updates, the reconciler's
+ * schedule and leases, and recovery when Redis goes away and comes back. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "emp/timeutil.h"
+#include "redis_fixture.h"
+#include "store.h"
+
+struct ctx {
+    struct redis_fixture redis;
+    struct store *store;
+};
+
+static int setup(void **state)
+{
+    struct ctx *c = calloc(1, sizeof(*c));
+    if (redis_fixture_start(&c->redis) < 0)
+        return -1;
+    struct emp_error err = {0};
+    if (store_open(c->redis.url, &c->store, &err) < 0)
+        return -1;
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct ctx *c = *state;
+    store_close(c->store);
+    redis_fixture_stop(&c->redis);
+    free(c);
+    return 0;
+}
+
+static const char spec_json[] = "{\"name\":\"x\",\"command\":[\"x\"],\"port\":80}";
+
+static void make_app(struct store_app *app, const char *id, const char *owner, const char *name)
+{
+    memset(app, 0, sizeof(*app));
+    snprintf(app->id, sizeof(app->id), "%s", id);
+    snprintf(app->owner, sizeof(app->owner), "%s", owner);
+    snprintf(app->name, sizeof(app->name), "%s", name);
+    app->spec_json = (char *)spec_json;
+    app->created_ms = app->updated_ms = time_now_ms();
+    app->desired = DESIRED_RUNNING;
+    app->desired_replicas = 2;
+    app->generation = 1;
+    app->state = APP_DEPLOYING;
+}
+
+static void id_for(int n, char *buf)
+{
+    snprintf(buf, NAMES_UUID_LEN + 1, "00000000-0000-4000-8000-%012d", n);
+}
+
+static void test_urls(void **state)
+{
+    struct store *s = NULL;
+    struct emp_error err = {0};
+    assert_int_equal(store_open("http://localhost", &s, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "redis://"));
+    emp_error_clear(&err);
+    assert_int_equal(store_open("redis://host:99999", &s, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "port"));
+    emp_error_clear(&err);
+    assert_int_equal(store_open("unix://relative/path", &s, &err), -EINVAL);
+    emp_error_clear(&err);
+    assert_int_equal(store_open("redis://:hunter2@127.0.0.1:6390/3", &s, &err), 0);
+    /* the password never shows */
+    assert_null(strstr(store_display_url(s), "hunter2"));
+    assert_string_equal(store_display_url(s), "redis://:***@127.0.0.1:6390/3");
+    store_close(s);
+}
+
+static void test_users_and_sessions(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    struct store_user u = {
+        .username = "alice", .password_hash = "$argon2id$v=19$fake", .created_ms = 1234};
+    assert_int_equal(store_user_create(c->store, &u, &err), 0);
+    assert_int_equal(store_user_create(c->store, &u, &err), -EEXIST);
+    struct store_user got;
+    assert_int_equal(store_user_get(c->store, "alice", &got, &err), 0);
+    assert_string_equal(got.password_hash, u.password_hash);
+    assert_int_equal(got.created_ms, 1234);
+    assert_int_equal(store_user_get(c->store, "bob", &got, &err), -ENOENT);
+
+    char user[NAMES_LABEL_MAX + 1];
+    int64_t expires;
+    int64_t at = time_now_ms() + 100000;
+    assert_int_equal(store_session_create(c->store, "d1", "alice", at, &err), 0);
+    assert_int_equal(store_session_get(c->store, "d1", user, &expires, &err), 0);
+    assert_string_equal(user, "alice");
+    assert_int_equal(expires, at);
+    assert_int_equal(store_session_delete(c->store, "d1", &err), 0);
+    assert_int_equal(store_session_get(c->store, "d1", user, &expires, &err), -ENOENT);
+    assert_int_equal(store_session_delete(c->store, "d1", &err), -ENOENT);
+
+    /* Redis expires sessions by itself */
+    assert_int_equal(store_session_create(c->store, "d2", "alice", time_now_ms() + 50, &err), 0);
+    struct timespec pause = {.tv_nsec = 150 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    assert_int_equal(store_session_get(c->store, "d2", user, &expires, &err), -ENOENT);
+}
+
+static void test_login_failures(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    int64_t count, ttl;
+    assert_int_equal(store_login_failure_get(c->store, "carol", &count, &ttl, &err), 0);
+    assert_int_equal(count, 0);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(store_login_failure_add(c->store, "carol", 60, &count, &ttl, &err), 0);
+        assert_int_equal(count, i);
+        assert_true(ttl > 0 && ttl <= 60);
+    }
+    assert_int_equal(store_login_failure_clear(c->store, "carol", &err), 0);
+    assert_int_equal(store_login_failure_get(c->store, "carol", &count, &ttl, &err), 0);
+    assert_int_equal(count, 0);
+}
+
+static void test_apps(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    struct store_app app;
+    char id[NAMES_UUID_LEN + 1];
+    id_for(1, id);
+    make_app(&app, id, "dave", "web");
+    assert_int_equal(store_app_create(c->store, &app, 3, &err), 0);
+    char other[NAMES_UUID_LEN + 1];
+    id_for(2, other);
+    make_app(&app, other, "dave", "web");
+    assert_int_equal(store_app_create(c->store, &app, 3, &err), -EEXIST);
+    /* the refused create left nothing behind */
+    struct store_app *got = NULL;
+    assert_int_equal(store_app_get(c->store, other, &got, &err), -ENOENT);
+
+    char found[NAMES_UUID_LEN + 1];
+    assert_int_equal(store_app_find(c->store, "dave", "web", found, &err), 0);
+    assert_string_equal(found, id);
+    assert_int_equal(store_app_find(c->store, "erin", "web", found, &err), -ENOENT);
+
+    assert_int_equal(store_app_get(c->store, id, &got, &err), 0);
+    assert_string_equal(got->owner, "dave");
+    assert_string_equal(got->spec_json, spec_json);
+    assert_int_equal(got->desired, DESIRED_RUNNING);
+    assert_int_equal(got->desired_replicas, 2);
+    assert_int_equal(got->state, APP_DEPLOYING);
+    assert_null(got->reason);
+    assert_null(got->address);
+    store_app_free(got);
+
+    /* quota */
+    char id3[NAMES_UUID_LEN + 1], id4[NAMES_UUID_LEN + 1], id5[NAMES_UUID_LEN + 1];
+    id_for(3, id3);
+    id_for(4, id4);
+    id_for(5, id5);
+    make_app(&app, id3, "dave", "api");
+    assert_int_equal(store_app_create(c->store, &app, 3, &err), 0);
+    make_app(&app, id4, "dave", "db");
+    assert_int_equal(store_app_create(c->store, &app, 3, &err), 0);
+    make_app(&app, id5, "dave", "extra");
+    assert_int_equal(store_app_create(c->store, &app, 3, &err), -EDQUOT);
+}
+
+static void test_list_pages(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    const char *names[] = {"echo", "alpha", "delta", "charlie", "bravo"};
+    for (int i = 0; i < 5; i++) {
+        struct store_app app;
+        char id[NAMES_UUID_LEN + 1];
+        id_for(100 + i, id);
+        make_app(&app, id, "frank", names[i]);
+        assert_int_equal(store_app_create(c->store, &app, 100, &err), 0);
+    }
+    const char *expected[] = {"alpha", "bravo", "charlie", "delta", "echo"};
+    char cursor[64] = "";
+    int seen = 0, pages = 0;
+    for (;;) {
+        struct store_app **apps;
+        size_t n;
+        char *next;
+        assert_int_equal(store_app_list(c->store, "frank", cursor, 2, &apps, &n, &next, &err), 0);
+        pages++;
+        for (size_t i = 0; i < n; i++)
+            assert_string_equal(apps[i]->name, expected[seen++]);
+        store_app_list_free(apps, n);
+        if (!next)
+            break;
+        snprintf(cursor, sizeof(cursor), "%s", next);
+        free(next);
+    }
+    assert_int_equal(seen, 5);
+    assert_int_equal(pages, 3);
+
+    /* an owner without apps */
+    struct store_app **apps;
+    size_t n;
+    char *next;
+    assert_int_equal(store_app_list(c->store, "nobody", "", 10, &apps, &n, &next, &err), 0);
+    assert_int_equal(n, 0);
+    assert_null(next);
+    store_app_list_free(apps, n);
+
+    /* every app, in id order */
+    assert_int_equal(store_app_list(c->store, NULL, "", 1000, &apps, &n, &next, &err), 0);
+    assert_true(n >= 5);
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(apps[i - 1]->id, apps[i]->id) < 0);
+    store_app_list_free(apps, n);
+}
+
+static void test_update_and_observe(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    struct store_app app;
+    char id[NAMES_UUID_LEN + 1];
+    id_for(200, id);
+    make_app(&app, id, "gina", "svc");
+    assert_int_equal(store_app_create(c->store, &app, 100, &err), 0);
+
+    struct store_app_change change = {
+        .desired = DESIRED_STOPPED, .desired_replicas = 4, .spec_json = NULL, .state = -1};
+    int64_t gen;
+    assert_int_equal(store_app_update(c->store, id, 1, &change, &gen, &err), 0);
+    assert_int_equal(gen, 2);
+    /* a writer that read generation 1 must read again */
+    assert_int_equal(store_app_update(c->store, id, 1, &change, &gen, &err), -ESTALE);
+    char missing[NAMES_UUID_LEN + 1];
+    id_for(999, missing);
+    assert_int_equal(store_app_update(c->store, missing, 1, &change, &gen, &err), -ENOENT);
+
+    struct store_app_observed obs = {.state = APP_FAILED,
+                                     .reason = "image not found",
+                                     .address = "10.0.0.1:80",
+                                     .ready_replicas = 1,
+                                     .observed_generation = 2,
+                                     .deployed = true,
+                                     .failures = 3};
+    assert_int_equal(store_app_set_observed(c->store, id, &obs, &err), 0);
+    struct store_app *got;
+    assert_int_equal(store_app_get(c->store, id, &got, &err), 0);
+    assert_int_equal(got->desired, DESIRED_STOPPED);
+    assert_int_equal(got->desired_replicas, 4);
+    assert_int_equal(got->generation, 2); /* observations do not count as changes */
+    assert_int_equal(got->state, APP_FAILED);
+    assert_string_equal(got->reason, "image not found");
+    assert_string_equal(got->address, "10.0.0.1:80");
+    assert_true(got->deployed);
+    assert_int_equal(got->failures, 3);
+    store_app_free(got);
+    obs.reason = NULL;
+    obs.address = NULL;
+    assert_int_equal(store_app_set_observed(c->store, id, &obs, &err), 0);
+    assert_int_equal(store_app_get(c->store, id, &got, &err), 0);
+    assert_null(got->reason);
+    assert_null(got->address);
+    store_app_free(got);
+    assert_int_equal(store_app_set_observed(c->store, missing, &obs, &err), -ENOENT);
+}
+
+static void test_delete_leaves_nothing(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    struct store_app app;
+    char id[NAMES_UUID_LEN + 1];
+    id_for(300, id);
+    make_app(&app, id, "hank", "gone");
+    assert_int_equal(store_app_create(c->store, &app, 100, &err), 0);
+    char claimed[NAMES_UUID_LEN + 1];
+    /* take its lease too, so that the lease key exists */
+    while (store_recon_claim(c->store, "t", time_now_ms(), 10000, claimed, &err) == 0 &&
+           strcmp(claimed, id) != 0)
+        ;
+    assert_int_equal(store_app_delete(c->store, id, &err), 0);
+    assert_int_equal(store_app_delete(c->store, id, &err), -ENOENT);
+    char out[256];
+    char args[128];
+    snprintf(args, sizeof(args), "--scan --pattern '*%s*'", id);
+    assert_int_equal(redis_fixture_cli(&c->redis, args, out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(
+        redis_fixture_cli(&c->redis, "HGET emp:user:hank:appnames gone", out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    snprintf(args, sizeof(args), "ZSCORE emp:recon:due %s", id);
+    assert_int_equal(redis_fixture_cli(&c->redis, args, out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    /* the name is free again */
+    assert_int_equal(store_app_create(c->store, &app, 100, &err), 0);
+}
+
+static void test_schedule_and_leases(void **state)
+{
+    struct redis_fixture redis;
+    assert_int_equal(redis_fixture_start(&redis), 0);
+    struct store *s;
+    struct emp_error err = {0};
+    assert_int_equal(store_open(redis.url, &s, &err), 0);
+    char id[NAMES_UUID_LEN + 1], got[NAMES_UUID_LEN + 1];
+    int64_t now = time_now_ms();
+    assert_int_equal(store_recon_claim(s, "a", now, 1000, got, &err), -ENOENT);
+    struct store_app app;
+    id_for(1, id);
+    make_app(&app, id, "ivan", "one");
+    assert_int_equal(store_app_create(s, &app, 100, &err), 0);
+    assert_int_equal(store_recon_claim(s, "a", time_now_ms(), 1000, got, &err), 0);
+    assert_string_equal(got, id);
+    /* leased: nobody else gets it, not even when it is due again */
+    assert_int_equal(store_recon_claim(s, "b", time_now_ms() + 5000, 1000, got, &err), -ENOENT);
+    assert_int_equal(store_recon_renew(s, id, "b", 1000, &err), -ENOENT);
+    assert_int_equal(store_recon_renew(s, id, "a", 1000, &err), 0);
+    /* released with a check in a minute: not due now */
+    assert_int_equal(store_recon_release(s, id, "a", time_now_ms() + 60000, 1, &err), 0);
+    assert_int_equal(store_recon_claim(s, "b", time_now_ms(), 1000, got, &err), -ENOENT);
+    int64_t due;
+    assert_int_equal(store_recon_next_due(s, &due, &err), 0);
+    assert_true(due > time_now_ms() + 50000);
+    /* a change of desired state makes it due at once */
+    struct store_app_change change = {
+        .desired = DESIRED_STOPPED, .desired_replicas = -1, .state = -1};
+    assert_int_equal(store_app_update(s, id, 1, &change, NULL, &err), 0);
+    assert_int_equal(store_recon_claim(s, "b", time_now_ms(), 1000, got, &err), 0);
+    /* a change while the reconciler works: releasing makes it due at once, not in a minute */
+    assert_int_equal(store_app_update(s, id, 2, &change, NULL, &err), 0);
+    assert_int_equal(store_recon_release(s, id, "b", time_now_ms() + 60000, 2, &err), 0);
+    assert_int_equal(store_recon_claim(s, "c", time_now_ms(), 100, got, &err), 0);
+    /* a holder that dies: its lease runs out and the app comes back */
+    assert_int_equal(store_recon_claim(s, "d", time_now_ms(), 1000, got, &err), -ENOENT);
+    struct timespec pause = {.tv_nsec = 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    assert_int_equal(store_recon_claim(s, "d", time_now_ms(), 1000, got, &err), 0);
+    assert_string_equal(got, id);
+    store_close(s);
+    redis_fixture_stop(&redis);
+}
+
+static void test_recovers_after_outage(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    assert_int_equal(store_ping(c->store, &err), 0);
+    redis_fixture_pause(&c->redis);
+    assert_int_equal(store_ping(c->store, &err), -EIO);
+    assert_int_equal(err.code, EMP_ERR_STORE_UNAVAILABLE);
+    assert_non_null(strstr(err.message, c->redis.socket_path));
+    emp_error_clear(&err);
+    struct store_user u;
+    assert_int_equal(store_user_get(c->store, "alice", &u, &err), -EIO);
+    assert_int_equal(redis_fixture_restart(&c->redis), 0);
+    emp_error_clear(&err);
+    /* the same store handle works again, and the data survived (AOF) */
+    assert_int_equal(store_user_get(c->store, "alice", &u, &err), 0);
+}
+
+struct racer {
+    struct store *store;
+    const char *id;
+    int done;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    struct emp_error err = {0};
+    for (int i = 0; i < 50; i++) {
+        for (;;) {
+            struct store_app *app;
+            if (store_app_get(r->store, r->id, &app, &err) < 0)
+                return NULL;
+            struct store_app_change change = {
+                .desired = -1, .desired_replicas = app->desired_replicas + 1, .state = -1};
+            int rc = store_app_update(r->store, r->id, app->generation, &change, NULL, &err);
+            store_app_free(app);
+            if (rc == 0)
+                break;
+            if (rc != -ESTALE)
+                return NULL;
+        }
+        r->done++;
+    }
+    return NULL;
+}
+
+static void test_no_lost_writes(void **state)
+{
+    struct ctx *c = *state;
+    struct emp_error err = {0};
+    struct store_app app;
+    char id[NAMES_UUID_LEN + 1];
+    id_for(400, id);
+    make_app(&app, id, "judy", "racy");
+    app.desired_replicas = 0;
+    assert_int_equal(store_app_create(c->store, &app, 100, &err), 0);
+    pthread_t threads[4];
+    struct racer racers[4];
+    for (int i = 0; i < 4; i++) {
+        racers[i] = (struct racer){.store = c->store, .id = id};
+        pthread_create(&threads[i], NULL, race, &racers[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(racers[i].done, 50);
+    struct store_app *got;
+    assert_int_equal(store_app_get(c->store, id, &got, &err), 0);
+    /* every increment landed: 200 read-modify-write cycles from 4 threads */
+    assert_int_equal(got->desired_replicas, 200);
+    assert_int_equal(got->generation, 201);
+    store_app_free(got);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_users_and_sessions),
+        cmocka_unit_test(test_login_failures),
+        cmocka_unit_test(test_apps),
+        cmocka_unit_test(test_list_pages),
+        cmocka_unit_test(test_update_and_observe),
+        cmocka_unit_test(test_delete_leaves_nothing),
+        cmocka_unit_test(test_schedule_and_leases),
+        cmocka_unit_test(test_no_lost_writes),
+        cmocka_unit_test(test_recovers_after_outage),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
