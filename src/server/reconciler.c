@@ -80,10 +80,11 @@ static void log_transition(const struct store_app *app, const struct store_app_o
             obs->ready_replicas, log_quote(reason, sizeof(reason), obs->reason ? obs->reason : ""));
 }
 
-/* The desired state is DESIRED_RUNNING: bring the backend there. Returns when to look next. */
+/* The desired state is DESIRED_RUNNING: bring the backend there. Returns when to look next.
+ * reason and address (CLUSTER_REASON_MAX and CLUSTER_ADDRESS_MAX bytes) hold what obs points to. */
 static int64_t converge_running(struct recon *r, const struct store_app *app,
                                 const struct cluster_app *capp, struct store_app_observed *obs,
-                                char *reason)
+                                char *reason, char *address)
 {
     struct emp_error err = {0};
     if (!cluster_available(r->cluster)) {
@@ -115,7 +116,8 @@ static int64_t converge_running(struct recon *r, const struct store_app *app,
             goto retry;
     }
     obs->ready_replicas = st.replicas_ready;
-    obs->address = st.address[0] ? st.address : NULL;
+    snprintf(address, CLUSTER_ADDRESS_MAX, "%s", st.address);
+    obs->address = address[0] ? address : NULL;
     if (st.failed) {
         snprintf(reason, CLUSTER_REASON_MAX, "%s", st.reason[0] ? st.reason : "the app fails");
         obs->reason = reason;
@@ -172,6 +174,7 @@ static void reconcile(struct recon *r, const char *id)
         return; /* the lease expires and the app comes due again */
 
     char reason[CLUSTER_REASON_MAX] = "";
+    char address[CLUSTER_ADDRESS_MAX] = "";
     struct store_app_observed obs = {
         .state = app->state,
         .reason = app->reason,
@@ -234,7 +237,7 @@ static void reconcile(struct recon *r, const char *id)
         break;
     case DESIRED_RUNNING:
     default:
-        next_ms = converge_running(r, app, &capp, &obs, reason);
+        next_ms = converge_running(r, app, &capp, &obs, reason, address);
         break;
     }
 record:
