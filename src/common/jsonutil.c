@@ -15,7 +15,7 @@ json_t *jsonu_parse(const char *buf, size_t len, struct emp_error *err)
                       "the request body is empty: send a JSON document");
         return NULL;
     }
-    json_t *doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!doc) {
         emp_error_set(err, -EINVAL, EMP_ERR_MALFORMED_JSON, NULL,
                       "the body is not valid JSON: %s at line %d, column %d", jerr.text, jerr.line,

@@ -128,6 +128,7 @@ static void test_refusals(void **state)
 {
     refused("{\"name\":\"a\"", "", "not valid JSON");
     refused("[1,2]", "", "must be a JSON object");
+    refused("7", "", "not an integer");
     refused("{\"name\":\"a\",\"name\":\"b\",\"command\":[\"x\"],\"port\":1}", "", "duplicate");
     refused("{\"command\":[\"x\"],\"port\":80}", "name", "missing");
     refused("{\"name\":\"songs_ms\",\"command\":[\"x\"],\"port\":80}", "name", "'songs-ms'");
