@@ -589,25 +589,26 @@ static bool method_in(const char *allow, const char *method)
     return false;
 }
 
+/* Splits "/v1/apps/x" into its segments. Only canonical paths are endpoints: an empty segment
+ * ("//", a trailing '/') is not, so that every URL has one meaning. Returns the count or -1. */
 static int split_path(const char *path, char segs[PATH_SEGMENTS_MAX][SEGMENT_MAX])
 {
+    if (path[0] != '/')
+        return -1;
     int n = 0;
-    const char *p = path;
-    while (*p) {
-        while (*p == '/')
-            p++;
-        if (!*p)
-            break;
+    const char *p = path + 1;
+    for (;;) {
         const char *end = strchr(p, '/');
         size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (n >= PATH_SEGMENTS_MAX || len >= SEGMENT_MAX)
+        if (len == 0 || len >= SEGMENT_MAX || n >= PATH_SEGMENTS_MAX)
             return -1;
         memcpy(segs[n], p, len);
         segs[n][len] = '\0';
         n++;
-        p += len;
+        if (!end)
+            return n;
+        p = end + 1;
     }
-    return n;
 }
 
 #define IS(m) (strcmp(req->method, (m)) == 0)
