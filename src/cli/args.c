@@ -38,6 +38,9 @@ const struct args_option args_options[ARGS__OPTION_COUNT] = {
     [ARGS_OPT_WAIT] = {.name = "wait",
                        .help = "wait until the app is running (exit 0) or has failed (exit 1), "
                                "showing its progress on stderr"},
+    [ARGS_OPT_PURGE] = {.name = "purge",
+                        .help = "also delete the app's persistent data (stateful apps keep it "
+                                "otherwise)"},
     [ARGS_OPT_TIMEOUT] = {.name = "timeout",
                           .value_name = "DURATION",
                           .help = "how long --wait waits, e.g. 90s, 5m, 1h (default 5m)"},
@@ -109,8 +112,11 @@ const struct args_command args_commands[ARGS__COMMAND_COUNT] = {
                      .operands = {app_operand},
                      .operands_min = 1,
                      .operands_max = 1,
+                     .options = OPT(ARGS_OPT_PURGE),
                      .summary = "Remove an app completely",
-                     .description = "Removes the app from the cluster, then every record of it."},
+                     .description = "Removes the app from the cluster, then every record of it. "
+                                    "The data of a stateful app\nis kept (a new app of the same "
+                                    "name finds it again) unless --purge is given."},
     [ARGS_SCALE] = {.words = "scale",
                     .operands = {app_operand,
                                  {"N", ARGS_OPERAND_OTHER,
@@ -404,6 +410,7 @@ static int check_values(const struct scanned *s, struct args_invocation *inv, st
     inv->username = s->values[ARGS_OPT_USERNAME];
     inv->password_stdin = s->seen[ARGS_OPT_PASSWORD_STDIN];
     inv->wait = s->seen[ARGS_OPT_WAIT];
+    inv->purge = s->seen[ARGS_OPT_PURGE];
     const char *timeout = s->values[ARGS_OPT_TIMEOUT];
     if (timeout) {
         int64_t seconds;

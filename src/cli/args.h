@@ -44,6 +44,7 @@ enum args_option_id {
     ARGS_OPT_PASSWORD_STDIN,
     ARGS_OPT_WAIT,
     ARGS_OPT_TIMEOUT,
+    ARGS_OPT_PURGE,
     ARGS__OPTION_COUNT
 };
 
@@ -100,6 +101,7 @@ struct args_invocation {
     bool password_stdin;
     bool wait;
     int64_t timeout_s; /* ARGS_DEFAULT_WAIT unless --timeout */
+    bool purge;
 };
 
 /* Parses argv (options may come before, between and after the command words; "--" ends them).

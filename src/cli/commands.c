@@ -885,6 +885,11 @@ static void print_app(struct ctx *c, const json_t *app)
            get_int(replicas, "desired"), get_int(replicas, "ready"), get_int(replicas, "min"),
            get_int(replicas, "max"));
     kv_add(&b, "address", "%s", or_dash(get_string(app, "address")));
+    long long restarts = get_int(app, "restarts");
+    const char *last_exit = get_string(app, "last_exit");
+    if (restarts > 0 || last_exit)
+        kv_add(&b, "restarts", "%lld%s%s", restarts, last_exit ? ", last: " : "",
+               last_exit ? last_exit : "");
     kv_add(&b, "image", "%s", or_dash(get_string(spec, "docker_image")));
     char command[1024];
     join_command(json_object_get(spec, "command"), command, sizeof(command));
@@ -988,9 +993,10 @@ static int cmd_start(struct ctx *c)
 static int cmd_remove(struct ctx *c)
 {
     json_t *app = NULL;
-    int r = app_call(c, "DELETE", "", NULL, &app);
+    int r = app_call(c, "DELETE", c->inv->purge ? "?purge=true" : "", NULL, &app);
     if (r == 0 && app)
-        confirm(c, app, "is being removed");
+        confirm(c, app, "%s",
+                c->inv->purge ? "is being removed with its data" : "is being removed");
     json_decref(app);
     return r;
 }

@@ -4,6 +4,7 @@
 #include "cluster.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,28 @@ struct cluster {
     char name[32];
     const struct cluster_backend_ops *ops; /* NULL: not built */
     void *state;
+    pthread_mutex_t lock; /* the listener below */
+    void (*on_change)(void *ctx, const char *app_id);
+    void *on_change_ctx;
 };
+
+static void forward_change(void *token, const char *app_id)
+{
+    struct cluster *c = token;
+    pthread_mutex_lock(&c->lock);
+    if (c->on_change)
+        c->on_change(c->on_change_ctx, app_id);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void cluster_on_change(struct cluster *cluster, void (*fn)(void *ctx, const char *app_id),
+                       void *ctx)
+{
+    pthread_mutex_lock(&cluster->lock);
+    cluster->on_change = fn;
+    cluster->on_change_ctx = ctx;
+    pthread_mutex_unlock(&cluster->lock);
+}
 
 const char *cluster_known_names(void)
 {
@@ -50,24 +72,35 @@ static int open_handle(const char *name, const struct cluster_backend_ops *ops,
         return -ENOMEM;
     strncpy(c->name, name, sizeof(c->name) - 1);
     c->ops = ops;
+    pthread_mutex_init(&c->lock, NULL);
+    struct cluster_config own = config ? *config : (struct cluster_config){0};
+    own.changed = forward_change;
+    own.changed_token = c;
+    int r = 0;
     if (ops && ops->state_size) {
         c->state = calloc(1, ops->state_size);
         if (!c->state) {
-            free(c);
-            return -ENOMEM;
+            r = -ENOMEM;
+            goto fail;
         }
     }
     if (ops && ops->init) {
-        int r = ops->init(c->state, config, err);
+        r = ops->init(c->state, &own, err);
         if (r < 0) {
             emp_error_prefix(err, "cluster backend '%s': ", name);
-            free(c->state);
-            free(c);
-            return r;
+            /* destroy copes with what init left half built */
+            if (ops->destroy)
+                ops->destroy(c->state);
+            goto fail;
         }
     }
     *ret_cluster = c;
     return 0;
+fail:
+    pthread_mutex_destroy(&c->lock);
+    free(c->state);
+    free(c);
+    return r;
 }
 
 int cluster_open(const char *name, const struct cluster_config *config,
@@ -93,6 +126,7 @@ void cluster_close(struct cluster *cluster)
         return;
     if (cluster->ops && cluster->ops->destroy)
         cluster->ops->destroy(cluster->state);
+    pthread_mutex_destroy(&cluster->lock);
     free(cluster->state);
     free(cluster);
 }

@@ -30,15 +30,28 @@ struct cluster_status {
     bool failed;          /* it cannot run as asked; reason says why */
     int replicas_desired; /* the count the backend works towards now */
     int replicas_ready;
-    char reason[CLUSTER_REASON_MAX];   /* "" when there is nothing to say */
-    char address[CLUSTER_ADDRESS_MAX]; /* external address, "" while there is none */
+    char reason[CLUSTER_REASON_MAX];    /* "" when there is nothing to say */
+    char address[CLUSTER_ADDRESS_MAX];  /* external address, "" while there is none */
+    int restarts;                       /* replicas restarted after they ended or failed checks */
+    char last_exit[CLUSTER_REASON_MAX]; /* how the last one ended, "" if none did */
 };
 
-/* Settings every backend may read; each backend documents which it uses. */
+/* Settings every backend may read; each backend documents which it uses. 0 or NULL: the
+ * backend's default. */
 struct cluster_config {
     const char *state_dir;     /* where a backend may keep files */
     const char *kafka_address; /* what apps get as KAFKAADDRESS */
     const char *zipkin_url;    /* what apps get as EMP_ZIPKIN_URL */
+    int gateway_port_min;      /* local: the range of gateway ports */
+    int gateway_port_max;
+    int gateway_max_connections; /* local: client connections of all gateways together */
+    int stop_grace_ms;           /* SIGTERM, then SIGKILL after this long */
+    int ready_timeout_ms;        /* a replica not ready by then has failed */
+    /* Filled by cluster_open(): a backend calls changed(changed_token, app_id) when it sees an
+     * app's status change by itself (a replica became ready, crashed), so that it is looked at
+     * again at once. Safe from any thread; does not call back into the backend. */
+    void (*changed)(void *token, const char *app_id);
+    void *changed_token;
 };
 
 enum cluster_caps {
@@ -80,6 +93,10 @@ int cluster_open_ops(const struct cluster_backend_ops *ops, const struct cluster
                      struct cluster **ret_cluster, struct emp_error *err);
 /* Accepts NULL. */
 void cluster_close(struct cluster *cluster);
+
+/* Who hears of the changes a backend sees by itself (see cluster_config.changed). */
+void cluster_on_change(struct cluster *cluster, void (*fn)(void *ctx, const char *app_id),
+                       void *ctx);
 
 const char *cluster_name(const struct cluster *cluster);
 /* False for a backend that was not built: its calls can have had no effect on any cluster. */

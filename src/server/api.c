@@ -127,14 +127,15 @@ static json_t *app_json(const struct store_app *a, const struct auth_principal *
     json_int_t min = json_integer_value(json_object_get(limits, "min"));
     json_int_t max = json_integer_value(json_object_get(limits, "max"));
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:s, s:{s:i, s:i, s:I, s:I}, s:o, s:o, s:o, s:o, "
-        "s:I, s:I}",
+        "{s:s, s:s, s:s, s:s, s:o, s:s, s:{s:i, s:i, s:I, s:I}, s:o, s:i, s:o, s:o, "
+        "s:o, s:o, s:I, s:I}",
         "id", a->id, "name", a->name, "owner", a->owner, "state", app_state_name(a->state),
         "reason", nullable_string(a->reason), "desired_state", app_desired_name(a->desired),
         "replicas", "desired", a->desired_replicas, "ready", a->ready_replicas, "min", min, "max",
-        max, "address", nullable_string(a->address), "spec", spec, "created_at",
-        time_json(a->created_ms), "updated_at", time_json(a->updated_ms), "generation",
-        (json_int_t)a->generation, "observed_generation", (json_int_t)a->observed_generation);
+        max, "address", nullable_string(a->address), "restarts", a->restarts, "last_exit",
+        nullable_string(a->last_exit), "spec", spec, "created_at", time_json(a->created_ms),
+        "updated_at", time_json(a->updated_ms), "generation", (json_int_t)a->generation,
+        "observed_generation", (json_int_t)a->observed_generation);
 }
 
 static void respond_app(struct http_response *resp, int status, struct store_app *app,
@@ -467,6 +468,32 @@ static void h_app_desired(struct api *api, struct http_response *resp,
         respond_app(resp, 202, app, caller);
 }
 
+static void h_app_remove(struct api *api, const struct http_request *req,
+                         struct http_response *resp, const struct auth_principal *caller,
+                         const char *ref)
+{
+    struct emp_error err = {0};
+    const char *purge_text = http_query(req, "purge");
+    bool purge = false;
+    if (purge_text) {
+        if (strcmp(purge_text, "true") == 0) {
+            purge = true;
+        } else if (strcmp(purge_text, "false") != 0) {
+            emp_error_set(&err, -EINVAL, EMP_ERR_BAD_REQUEST, "purge",
+                          "purge '%.20s' is not valid: use true (delete the app's data too) or "
+                          "false",
+                          purge_text);
+            respond_error(resp, &err);
+            return;
+        }
+    }
+    struct store_app *app;
+    if (apps_remove(api->apps, caller, ref, purge, &app, &err) < 0)
+        respond_error(resp, &err);
+    else
+        respond_app(resp, 202, app, caller);
+}
+
 static void h_app_replicas(struct api *api, const struct http_request *req,
                            struct http_response *resp, const struct auth_principal *caller,
                            const char *ref)
@@ -697,7 +724,7 @@ void api_handle(void *ctx, const struct http_request *req, struct http_response 
         IS("GET") ? h_apps_list(api, req, resp, &caller) : h_apps_create(api, req, resp, &caller);
         break;
     case R_APP:
-        h_app_desired(api, resp, &caller, segs[2], DESIRED_REMOVED);
+        h_app_remove(api, req, resp, &caller, segs[2]);
         break;
     case R_STOP:
         h_app_desired(api, resp, &caller, segs[2], DESIRED_STOPPED);

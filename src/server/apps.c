@@ -196,7 +196,8 @@ static int change_app(struct apps *apps, const struct auth_principal *caller, co
         int r = apps_get(apps, caller, ref, &app, err);
         if (r < 0)
             return r;
-        struct store_app_change change = {.desired = -1, .desired_replicas = -1, .state = -1};
+        struct store_app_change change = {
+            .desired = -1, .desired_replicas = -1, .state = -1, .purge = -1};
         char *spec_json = NULL;
         r = decide(app, arg, &change, &spec_json, err);
         if (r < 0) {
@@ -228,6 +229,8 @@ static int change_app(struct apps *apps, const struct auth_principal *caller, co
             app->desired_replicas = change.desired_replicas;
         if (change.state >= 0)
             app->state = (enum app_state)change.state;
+        if (change.purge >= 0)
+            app->purge = change.purge;
         if (spec_json) {
             free(app->spec_json);
             app->spec_json = spec_json;
@@ -250,18 +253,25 @@ static int refuse_if_removing(const struct store_app *app, struct emp_error *err
                          "app '%s' is being removed: it can no longer be changed", app->name);
 }
 
+struct desired_arg {
+    enum app_desired desired;
+    bool purge;
+};
+
 static int decide_desired(const struct store_app *app, void *arg, struct store_app_change *change,
                           char **owned_spec, struct emp_error *err)
 {
-    enum app_desired desired = *(enum app_desired *)arg;
-    if (desired != DESIRED_REMOVED) {
+    const struct desired_arg *want = arg;
+    if (want->desired != DESIRED_REMOVED) {
         int r = refuse_if_removing(app, err);
         if (r < 0)
             return r;
     }
-    change->desired = (int)desired;
-    if (desired == DESIRED_REMOVED)
+    change->desired = (int)want->desired;
+    if (want->desired == DESIRED_REMOVED) {
         change->state = APP_REMOVING;
+        change->purge = want->purge;
+    }
     return 0;
 }
 
@@ -272,7 +282,18 @@ int apps_set_desired(struct apps *apps, const struct auth_principal *caller, con
     int r = developer_only(caller, what[desired], err);
     if (r < 0)
         return r;
-    return change_app(apps, caller, ref, decide_desired, &desired, ret_app, err);
+    struct desired_arg arg = {desired, false};
+    return change_app(apps, caller, ref, decide_desired, &arg, ret_app, err);
+}
+
+int apps_remove(struct apps *apps, const struct auth_principal *caller, const char *ref, bool purge,
+                struct store_app **ret_app, struct emp_error *err)
+{
+    int r = developer_only(caller, "remove apps", err);
+    if (r < 0)
+        return r;
+    struct desired_arg arg = {DESIRED_REMOVED, purge};
+    return change_app(apps, caller, ref, decide_desired, &arg, ret_app, err);
 }
 
 static int read_spec(const struct store_app *app, struct emp_spec **ret, struct emp_error *err)

@@ -47,9 +47,15 @@ int apps_list(struct apps *apps, const struct auth_principal *caller, const char
               size_t limit, struct store_app ***ret_apps, size_t *ret_count, char **ret_next_cursor,
               struct emp_error *err);
 
-/* REQ-10, REQ-11, REQ-12: desired = DESIRED_STOPPED, DESIRED_RUNNING or DESIRED_REMOVED. */
+/* REQ-10, REQ-11: desired = DESIRED_STOPPED or DESIRED_RUNNING (DESIRED_REMOVED removes without
+ * purging). */
 int apps_set_desired(struct apps *apps, const struct auth_principal *caller, const char *ref,
                      enum app_desired desired, struct store_app **ret_app, struct emp_error *err);
+
+/* REQ-12: removes the app; purge also deletes the persistent data of a stateful app, which is
+ * kept otherwise. */
+int apps_remove(struct apps *apps, const struct auth_principal *caller, const char *ref, bool purge,
+                struct store_app **ret_app, struct emp_error *err);
 
 /* The scale endpoint: replicas within the app's min..max. Open to the owner and the scheduler. */
 int apps_scale(struct apps *apps, const struct auth_principal *caller, const char *ref,

@@ -20,6 +20,7 @@
 #include "emp/timeutil.h"
 
 #define HOLDER_MAX 128
+#define URGENT_MAX 256
 
 struct recon {
     struct store *store;
@@ -30,6 +31,10 @@ struct recon {
     pthread_cond_t wake;
     bool stopping;
     unsigned pending_wakes;
+    /* apps a backend said changed by themselves, to be looked at at once (bounded: when full,
+     * the converge polling still finds them) */
+    char urgent[URGENT_MAX][NAMES_UUID_LEN + 1];
+    size_t urgent_count;
     pthread_t *threads;
     int nthreads;
     int64_t store_error_logged_ms;
@@ -84,7 +89,7 @@ static void log_transition(const struct store_app *app, const struct store_app_o
  * reason and address (CLUSTER_REASON_MAX and CLUSTER_ADDRESS_MAX bytes) hold what obs points to. */
 static int64_t converge_running(struct recon *r, const struct store_app *app,
                                 const struct cluster_app *capp, struct store_app_observed *obs,
-                                char *reason, char *address)
+                                char *reason, char *address, char *last_exit)
 {
     struct emp_error err = {0};
     if (!cluster_available(r->cluster)) {
@@ -116,6 +121,9 @@ static int64_t converge_running(struct recon *r, const struct store_app *app,
             goto retry;
     }
     obs->ready_replicas = st.replicas_ready;
+    obs->restarts = st.restarts;
+    snprintf(last_exit, CLUSTER_REASON_MAX, "%s", st.last_exit);
+    obs->last_exit = last_exit[0] ? last_exit : NULL;
     snprintf(address, CLUSTER_ADDRESS_MAX, "%s", st.address);
     obs->address = address[0] ? address : NULL;
     if (st.failed) {
@@ -175,6 +183,7 @@ static void reconcile(struct recon *r, const char *id)
 
     char reason[CLUSTER_REASON_MAX] = "";
     char address[CLUSTER_ADDRESS_MAX] = "";
+    char last_exit[CLUSTER_REASON_MAX] = "";
     struct store_app_observed obs = {
         .state = app->state,
         .reason = app->reason,
@@ -183,6 +192,8 @@ static void reconcile(struct recon *r, const char *id)
         .observed_generation = app->generation,
         .deployed = app->deployed,
         .failures = app->failures,
+        .restarts = app->restarts,
+        .last_exit = app->last_exit,
     };
     int64_t next_ms;
     struct emp_errlist errs;
@@ -204,7 +215,7 @@ static void reconcile(struct recon *r, const char *id)
     };
     switch (app->desired) {
     case DESIRED_REMOVED:
-        if (app->deployed && cluster_remove(r->cluster, &capp, false, &err) < 0) {
+        if (app->deployed && cluster_remove(r->cluster, &capp, app->purge, &err) < 0) {
             snprintf(reason, sizeof(reason), "%s", err.message);
             obs.state = APP_REMOVING;
             obs.reason = reason;
@@ -237,7 +248,7 @@ static void reconcile(struct recon *r, const char *id)
         break;
     case DESIRED_RUNNING:
     default:
-        next_ms = converge_running(r, app, &capp, &obs, reason, address);
+        next_ms = converge_running(r, app, &capp, &obs, reason, address, last_exit);
         break;
     }
 record:
@@ -263,15 +274,49 @@ int recon_run_once(struct recon *recon)
     return 0;
 }
 
+/* Makes the apps backends reported due now. */
+static void schedule_urgent(struct recon *r)
+{
+    char ids[URGENT_MAX][NAMES_UUID_LEN + 1];
+    pthread_mutex_lock(&r->lock);
+    size_t n = r->urgent_count;
+    memcpy(ids, r->urgent, n * sizeof(ids[0]));
+    r->urgent_count = 0;
+    pthread_mutex_unlock(&r->lock);
+    int64_t now = time_now_ms();
+    for (size_t i = 0; i < n; i++)
+        store_recon_expedite(r->store, ids[i], now, NULL);
+}
+
+void recon_app_changed(void *ctx, const char *app_id)
+{
+    struct recon *r = ctx;
+    if (!r || !names_is_uuid(app_id))
+        return;
+    pthread_mutex_lock(&r->lock);
+    bool known = false;
+    for (size_t i = 0; i < r->urgent_count && !known; i++)
+        known = strcmp(r->urgent[i], app_id) == 0;
+    if (!known && r->urgent_count < URGENT_MAX)
+        memcpy(r->urgent[r->urgent_count++], app_id, NAMES_UUID_LEN + 1);
+    if (r->pending_wakes < (unsigned)r->nthreads)
+        r->pending_wakes++;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void *worker(void *arg)
 {
     struct recon *r = arg;
     for (;;) {
         pthread_mutex_lock(&r->lock);
         bool stopping = r->stopping;
+        bool urgent = r->urgent_count > 0;
         pthread_mutex_unlock(&r->lock);
         if (stopping)
             break;
+        if (urgent)
+            schedule_urgent(r);
         int rc = recon_run_once(r);
         if (rc == 0)
             continue;

@@ -32,6 +32,9 @@ int recon_start(struct store *store, struct cluster *cluster, const struct recon
                 struct recon **ret_recon, struct emp_error *err);
 /* Wakes idle workers: there is new work. Safe from any thread; ctx is a struct recon. */
 void recon_wake(void *ctx);
+/* A backend saw app_id change by itself (cluster_on_change): look at it at once. Safe from any
+ * thread, never blocks on the store; ctx is a struct recon. */
+void recon_app_changed(void *ctx, const char *app_id);
 /* Stops the workers, letting each finish the app it works on. Accepts NULL. */
 void recon_stop(struct recon *recon);
 

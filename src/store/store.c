@@ -685,6 +685,7 @@ void store_app_free(struct store_app *app)
     free(app->spec_json);
     free(app->reason);
     free(app->address);
+    free(app->last_exit);
     free(app);
 }
 
@@ -734,6 +735,9 @@ static int app_from_reply(const redisReply *hash, struct store_app **ret)
     a->observed_generation = reply_field_int(hash, "observed_generation");
     a->deployed = reply_field_int(hash, "deployed") != 0;
     a->failures = (int)reply_field_int(hash, "failures");
+    a->restarts = (int)reply_field_int(hash, "restarts");
+    a->last_exit = dup_field(hash, "last_exit");
+    a->purge = reply_field_int(hash, "purge") != 0;
     if (!a->spec_json) {
         store_app_free(a);
         return -ENOMEM;
@@ -786,12 +790,6 @@ int store_app_create(struct store *store, const struct store_app *app, int max_a
         gen,
         "state",
         app_state_name(app->state),
-        "ready_replicas",
-        "0",
-        "observed_generation",
-        "0",
-        "deployed",
-        "0",
     };
     redisReply *reply;
     int r = script(store, SCRIPT_APP_CREATE, &reply, err, 5, (int)(sizeof(argv) / sizeof(argv[0])),
@@ -987,6 +985,10 @@ int store_app_update(struct store *store, const char *id, int64_t expected_gener
         argv[argc++] = "state";
         argv[argc++] = app_state_name((enum app_state)change->state);
     }
+    if (change->purge >= 0) {
+        argv[argc++] = "purge";
+        argv[argc++] = change->purge ? "1" : "0";
+    }
     redisReply *reply;
     int r = script(store, SCRIPT_APP_UPDATE, &reply, err, 2, argc, argv, NULL);
     if (r < 0)
@@ -1009,10 +1011,17 @@ int store_app_set_observed(struct store *store, const char *id,
 {
     char k_app[KEY_MAX];
     key_app(k_app, id);
-    char ready[16], gen[24], failures[16];
-    snprintf(ready, sizeof(ready), "%d", observed->ready_replicas);
-    snprintf(failures, sizeof(failures), "%d", observed->failures);
-    snprintf(gen, sizeof(gen), "%" PRId64, observed->observed_generation);
+    /* zeros and empty strings are not stored (the script deletes the field): a missing field
+     * reads as 0 or NULL, and the record stays small */
+    char ready[16] = "", gen[24] = "", failures[16] = "", restarts[16] = "";
+    if (observed->ready_replicas)
+        snprintf(ready, sizeof(ready), "%d", observed->ready_replicas);
+    if (observed->failures)
+        snprintf(failures, sizeof(failures), "%d", observed->failures);
+    if (observed->restarts)
+        snprintf(restarts, sizeof(restarts), "%d", observed->restarts);
+    if (observed->observed_generation)
+        snprintf(gen, sizeof(gen), "%" PRId64, observed->observed_generation);
     const char *argv[] = {
         k_app,
         "state",
@@ -1026,9 +1035,13 @@ int store_app_set_observed(struct store *store, const char *id,
         "observed_generation",
         gen,
         "deployed",
-        observed->deployed ? "1" : "0",
+        observed->deployed ? "1" : "",
         "failures",
         failures,
+        "restarts",
+        restarts,
+        "last_exit",
+        observed->last_exit ? observed->last_exit : "",
     };
     redisReply *reply;
     int r = script(store, SCRIPT_APP_OBSERVED, &reply, err, 1,
@@ -1114,6 +1127,17 @@ int store_recon_release(struct store *store, const char *id, const char *holder,
     const char *argv[] = {KEY_DUE, k_lease, k_app, id, holder, next, seen, now};
     redisReply *reply;
     int r = script(store, SCRIPT_RECON_RELEASE, &reply, err, 3, 8, argv, NULL);
+    if (r < 0)
+        return r;
+    freeReplyObject(reply);
+    return 0;
+}
+
+int store_recon_expedite(struct store *store, const char *id, int64_t now_ms, struct emp_error *err)
+{
+    /* XX: only apps still scheduled; LT: only ever earlier */
+    redisReply *reply;
+    int r = commandf(store, &reply, err, "ZADD %s XX LT %lld %s", KEY_DUE, (long long)now_ms, id);
     if (r < 0)
         return r;
     freeReplyObject(reply);

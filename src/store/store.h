@@ -91,8 +91,11 @@ struct store_app {
     char *address; /* external address; NULL until there is one */
     int ready_replicas;
     int64_t observed_generation;
-    bool deployed; /* the backend may hold objects of this app */
-    int failures;  /* failed reconcile attempts in a row, for backoff */
+    bool deployed;   /* the backend may hold objects of this app */
+    int failures;    /* failed reconcile attempts in a row, for backoff */
+    int restarts;    /* replicas the backend restarted */
+    char *last_exit; /* how the last restarted replica ended; NULL if none did */
+    bool purge;      /* with DESIRED_REMOVED: delete the app's persistent data too */
 };
 
 /* Frees a record from store_app_get() or a list. Accepts NULL. */
@@ -131,6 +134,7 @@ struct store_app_change {
     int desired_replicas;  /* or -1 */
     const char *spec_json; /* or NULL */
     int state;             /* an enum app_state the API sets at once (removing), or -1 */
+    int purge;             /* with a remove: 1 deletes persistent data, 0 keeps it; or -1 */
 };
 
 /* Applies change if the app's generation is still expected_generation (optimistic concurrency: the
@@ -150,6 +154,8 @@ struct store_app_observed {
     int64_t observed_generation;
     bool deployed;
     int failures;
+    int restarts;
+    const char *last_exit; /* NULL clears it */
 };
 int store_app_set_observed(struct store *store, const char *id,
                            const struct store_app_observed *observed, struct emp_error *err);
@@ -171,6 +177,9 @@ int store_recon_renew(struct store *store, const char *id, const char *holder, i
  * past seen_generation while the reconciler worked. */
 int store_recon_release(struct store *store, const char *id, const char *holder, int64_t next_ms,
                         int64_t seen_generation, struct emp_error *err);
+/* Moves the app's next check to now_ms if it was due later; an app that is gone stays gone. */
+int store_recon_expedite(struct store *store, const char *id, int64_t now_ms,
+                         struct emp_error *err);
 /* The earliest check time of any app, or -ENOENT when there are no apps. */
 int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_error *err);
 
