@@ -188,6 +188,7 @@ int main(int argc, char **argv)
     recon_config.resync_ms = config.resync_s * 1000;
     if (recon_start(store, cluster, &recon_config, &recon, &err) < 0)
         goto out;
+    cluster_on_change(cluster, recon_app_changed, recon);
 
     struct apps_config apps_config = {
         .max_apps_per_user = config.max_apps_per_user,
@@ -227,6 +228,8 @@ out:
     if (status != 0 && emp_error_is_set(&err))
         fail(&err);
     http_stop(http, DRAIN_MS);
+    if (cluster)
+        cluster_on_change(cluster, NULL, NULL); /* the reconciler goes first */
     recon_stop(recon);
     api_free(api);
     apps_free(apps);
