@@ -69,6 +69,10 @@ enum spec_json_flags {
 /* The canonical JSON text of a spec, defaults filled in. malloc'd; free() it. NULL on ENOMEM. */
 char *spec_to_json(const struct emp_spec *spec, enum spec_json_flags flags);
 
+/* Reads replicas.min and .max out of the text spec_to_json() wrote, without parsing all of it
+ * (the API shows them with every app). Returns 0, or -EINVAL for other text. */
+int spec_json_replica_bounds(const char *canonical, int *ret_min, int *ret_max);
+
 /* Adds or replaces the quality metric named metric (REQ-8). Returns 0, or -EINVAL with err naming
  * the problem, leaving spec unchanged. */
 int spec_set_metric(struct emp_spec *spec, const char *metric, const char *values,

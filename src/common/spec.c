@@ -825,3 +825,17 @@ char *spec_to_json(const struct emp_spec *spec, enum spec_json_flags flags)
     json_decref(o);
     return text;
 }
+
+int spec_json_replica_bounds(const char *canonical, int *ret_min, int *ret_max)
+{
+    /* spec_to_json writes "replicas":{"min":N,"max":N,...} once, at the top level; inside a JSON
+     * string a quote is escaped, so this text cannot occur anywhere else */
+    static const char marker[] = "\"replicas\":{\"min\":";
+    const char *p = strstr(canonical, marker);
+    int min, max;
+    if (!p || sscanf(p + sizeof(marker) - 1, "%d,\"max\":%d", &min, &max) != 2)
+        return -EINVAL;
+    *ret_min = min;
+    *ret_max = max;
+    return 0;
+}

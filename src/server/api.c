@@ -116,32 +116,64 @@ static json_t *nullable_string(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-static json_t *app_json(const struct store_app *a, const struct auth_principal *caller)
+/* The app as the API shows it, as text. The stored spec is canonical JSON already, so for a
+ * developer it goes into the answer as it is; only the scheduler's view, without envs, is parsed
+ * and written anew. Returns malloc'd text, or NULL on ENOMEM. */
+static char *app_text(const struct store_app *a, const struct auth_principal *caller)
 {
-    json_t *spec = json_loads(a->spec_json, 0, NULL);
-    if (!spec)
-        spec = json_object();
-    if (caller->role == ROLE_SCHEDULER)
-        json_object_del(spec, "envs"); /* the scheduler may not read envs (PRODUCT.md, Roles) */
-    json_t *limits = json_object_get(spec, "replicas");
-    json_int_t min = json_integer_value(json_object_get(limits, "min"));
-    json_int_t max = json_integer_value(json_object_get(limits, "max"));
-    return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:s, s:{s:i, s:i, s:I, s:I}, s:o, s:i, s:o, s:o, "
-        "s:o, s:o, s:I, s:I}",
+    char *spec_text = NULL;
+    const char *spec = a->spec_json;
+    int min = 0, max = 0;
+    if (caller->role == ROLE_SCHEDULER || spec_json_replica_bounds(spec, &min, &max) < 0) {
+        json_t *doc = json_loads(a->spec_json, 0, NULL);
+        if (!doc)
+            doc = json_object();
+        if (caller->role == ROLE_SCHEDULER)
+            json_object_del(doc, "envs"); /* the scheduler may not read envs (PRODUCT.md, Roles) */
+        json_t *limits = json_object_get(doc, "replicas");
+        min = (int)json_integer_value(json_object_get(limits, "min"));
+        max = (int)json_integer_value(json_object_get(limits, "max"));
+        spec = spec_text = jsonu_dump(doc);
+        json_decref(doc);
+        if (!spec)
+            return NULL;
+    }
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:s, s:{s:i, s:i, s:i, s:i}, s:o, s:i, s:o, s:o, s:o, s:I, "
+        "s:I}",
         "id", a->id, "name", a->name, "owner", a->owner, "state", app_state_name(a->state),
         "reason", nullable_string(a->reason), "desired_state", app_desired_name(a->desired),
         "replicas", "desired", a->desired_replicas, "ready", a->ready_replicas, "min", min, "max",
         max, "address", nullable_string(a->address), "restarts", a->restarts, "last_exit",
-        nullable_string(a->last_exit), "spec", spec, "created_at", time_json(a->created_ms),
-        "updated_at", time_json(a->updated_ms), "generation", (json_int_t)a->generation,
-        "observed_generation", (json_int_t)a->observed_generation);
+        nullable_string(a->last_exit), "created_at", time_json(a->created_ms), "updated_at",
+        time_json(a->updated_ms), "generation", (json_int_t)a->generation, "observed_generation",
+        (json_int_t)a->observed_generation);
+    char *head = o ? jsonu_dump(o) : NULL;
+    json_decref(o);
+    char *text = NULL;
+    /* {"id":...,"observed_generation":N} + ,"spec":{...} */
+    if (head && asprintf(&text, "%.*s,\"spec\":%s}", (int)strlen(head) - 1, head, spec) < 0)
+        text = NULL;
+    free(head);
+    free(spec_text);
+    return text;
+}
+
+static void respond_text(struct http_response *resp, int status, char *text)
+{
+    if (!text) {
+        respond(resp, 500, NULL);
+        return;
+    }
+    resp->status = status;
+    resp->body = text;
+    resp->body_len = strlen(text);
 }
 
 static void respond_app(struct http_response *resp, int status, struct store_app *app,
                         const struct auth_principal *caller)
 {
-    respond(resp, status, app_json(app, caller));
+    respond_text(resp, status, app_text(app, caller));
     store_app_free(app);
 }
 
@@ -375,13 +407,32 @@ static void h_apps_list(struct api *api, const struct http_request *req, struct 
         respond_error(resp, &err);
         return;
     }
-    json_t *items = json_array();
-    for (size_t i = 0; i < count; i++)
-        json_array_append_new(items, app_json(list[i], caller));
+    /* {"apps":[APP,...],"next_cursor":...}, each app as app_text writes it */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    bool ok = out != NULL;
+    if (ok)
+        fputs("{\"apps\":[", out);
+    for (size_t i = 0; i < count && ok; i++) {
+        char *one = app_text(list[i], caller);
+        ok = one && fprintf(out, "%s%s", i ? "," : "", one) > 0;
+        free(one);
+    }
     store_app_list_free(list, count);
-    respond(resp, 200,
-            json_pack("{s:o, s:o}", "apps", items, "next_cursor", nullable_string(next)));
+    json_t *next_json = nullable_string(next);
+    char *cursor_text = jsonu_dump(next_json);
+    json_decref(next_json);
     free(next);
+    ok = ok && cursor_text && fprintf(out, "],\"next_cursor\":%s}", cursor_text) > 0;
+    free(cursor_text);
+    if (out && fclose(out) != 0)
+        ok = false;
+    if (!ok) {
+        free(text);
+        text = NULL;
+    }
+    respond_text(resp, 200, text);
 }
 
 static void h_apps_create(struct api *api, const struct http_request *req,

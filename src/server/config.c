@@ -60,6 +60,8 @@ static const struct setting settings[] = {
      "reconciler threads"},
     {"resync", "EMP_RESYNC", K_DURATION, OFF(resync_s), "60s", 1, 86400, "DURATION",
      "how often the reconciler re-checks an app that is as desired"},
+    {"cache-entries", "EMP_CACHE_ENTRIES", K_INT, OFF(cache_entries), "16384", 0, 10000000, "N",
+     "sessions and apps kept in memory, exact by Redis client tracking (0: none)"},
     {"log-level", "EMP_LOG_LEVEL", K_STRING, OFF(log_level), "info", 0, 0, "LEVEL",
      "debug, info, warn or error"},
 };

@@ -28,6 +28,7 @@ struct server_config {
     int max_connections;
     int reconcile_workers;
     int64_t resync_s;
+    int cache_entries;
 };
 
 enum config_outcome { CONFIG_RUN, CONFIG_HELP, CONFIG_VERSION };

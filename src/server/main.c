@@ -156,7 +156,8 @@ int main(int argc, char **argv)
             goto out;
         redis_url = redis_child_url(redis);
     }
-    if (store_open(redis_url, &store, &err) < 0)
+    if (store_open(redis_url, &store, &err) < 0 ||
+        store_enable_cache(store, (size_t)config.cache_entries, &err) < 0)
         goto out;
     wait_for_store(store);
 

@@ -15,12 +15,16 @@
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
+#include "emp/log.h"
 #include "emp/timeutil.h"
 
 #define CONNECT_TIMEOUT_MS 1000
@@ -35,11 +39,20 @@ struct store {
     int db;
     char display_url[600];
     pthread_key_t conn_key;
+    /* the client-side cache: the tracker thread holds a connection subscribed to Redis'
+     * invalidation messages; connections that fill the cache have tracking redirected to it */
+    struct cache *cache;
+    pthread_t tracker;
+    bool tracker_started;
+    atomic_bool stopping;
+    atomic_llong tracking_id;   /* the tracker connection's client id, 0 while it has none */
+    atomic_uint tracking_epoch; /* bumped each time the tracker (re)subscribes */
 };
 
 struct conn {
     redisContext *ctx;
     char script_sha[16][41]; /* loaded lazily, per connection */
+    unsigned tracking_epoch; /* the epoch this connection's tracking is redirected for, or 0 */
 };
 
 /* ---- scripts ---- */
@@ -235,6 +248,11 @@ void store_close(struct store *store)
 {
     if (!store)
         return;
+    if (store->tracker_started) {
+        atomic_store(&store->stopping, true);
+        pthread_join(store->tracker, NULL);
+    }
+    cache_free(store->cache);
     conn_free(pthread_getspecific(store->conn_key));
     pthread_setspecific(store->conn_key, NULL);
     pthread_key_delete(store->conn_key);
@@ -261,20 +279,9 @@ static void conn_reset(struct conn *c)
     memset(c->script_sha, 0, sizeof(c->script_sha));
 }
 
-/* The calling thread's connection, connected. */
-static int conn_get(struct store *s, struct conn **ret, struct emp_error *err)
+/* A new connection to the store's Redis, authenticated and on its database. */
+static int connect_ctx(struct store *s, redisContext **ret_ctx, struct emp_error *err)
 {
-    struct conn *c = pthread_getspecific(s->conn_key);
-    if (!c) {
-        c = calloc(1, sizeof(*c));
-        if (!c)
-            return -ENOMEM;
-        pthread_setspecific(s->conn_key, c);
-    }
-    if (c->ctx) {
-        *ret = c;
-        return 0;
-    }
     struct timeval tv = {.tv_sec = CONNECT_TIMEOUT_MS / 1000,
                          .tv_usec = (CONNECT_TIMEOUT_MS % 1000) * 1000};
     redisContext *ctx = s->unix_path[0] ? redisConnectUnixWithTimeout(s->unix_path, tv)
@@ -306,7 +313,26 @@ static int conn_get(struct store *s, struct conn **ret, struct emp_error *err)
             return unavailable(s, err, "authentication or database selection failed");
         }
     }
-    c->ctx = ctx;
+    *ret_ctx = ctx;
+    return 0;
+}
+
+/* The calling thread's connection, connected. */
+static int conn_get(struct store *s, struct conn **ret, struct emp_error *err)
+{
+    struct conn *c = pthread_getspecific(s->conn_key);
+    if (!c) {
+        c = calloc(1, sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        pthread_setspecific(s->conn_key, c);
+    }
+    if (!c->ctx) {
+        int r = connect_ctx(s, &c->ctx, err);
+        if (r < 0)
+            return r;
+        c->tracking_epoch = 0;
+    }
     *ret = c;
     return 0;
 }
@@ -456,6 +482,136 @@ int store_ping(struct store *store, struct emp_error *err)
         return r;
     freeReplyObject(reply);
     return 0;
+}
+
+/* ---- the client-side cache ----
+ *
+ * Redis' server-assisted client-side caching (CLIENT TRACKING): a connection that fills the cache
+ * has tracking on in OPTIN mode, redirected to the tracker's connection, and marks each read it
+ * caches with CLIENT CACHING yes. Redis then tells the tracker about every change of a key read
+ * that way (writes of any emp-server, expiry, FLUSHALL), and the tracker drops it from the cache.
+ * Whenever the tracker cannot listen, the cache is off and empty: reads go to Redis. */
+
+static void handle_invalidation(struct store *s, redisReply *msg)
+{
+    if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
+        msg->element[0]->type != REDIS_REPLY_STRING || strcmp(msg->element[0]->str, "message") != 0)
+        return;
+    redisReply *keys = msg->element[2];
+    if (keys->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < keys->elements; i++)
+            if (keys->element[i]->type == REDIS_REPLY_STRING)
+                cache_invalidate(s->cache, keys->element[i]->str);
+    } else {
+        cache_clear(s->cache); /* a null list: everything (FLUSHALL, FLUSHDB) */
+    }
+}
+
+/* Subscribes a new connection to the invalidations and listens until it breaks. */
+static void tracker_session(struct store *s)
+{
+    redisContext *ctx;
+    if (connect_ctx(s, &ctx, NULL) < 0)
+        return;
+    redisReply *reply = redisCommand(ctx, "CLIENT ID");
+    long long id = reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
+    if (reply)
+        freeReplyObject(reply);
+    reply = id ? redisCommand(ctx, "SUBSCRIBE __redis__:invalidate") : NULL;
+    bool subscribed = reply && reply->type == REDIS_REPLY_ARRAY;
+    if (reply)
+        freeReplyObject(reply);
+    if (!subscribed) {
+        redisFree(ctx);
+        return;
+    }
+    cache_clear(s->cache);
+    atomic_store(&s->tracking_id, id);
+    atomic_fetch_add(&s->tracking_epoch, 1);
+    cache_set_enabled(s->cache, true);
+    while (!atomic_load(&s->stopping)) {
+        void *msg = NULL;
+        while (redisGetReplyFromReader(ctx, &msg) == REDIS_OK && msg) {
+            handle_invalidation(s, msg);
+            freeReplyObject(msg);
+            msg = NULL;
+        }
+        struct pollfd pfd = {.fd = ctx->fd, .events = POLLIN};
+        int n = poll(&pfd, 1, 200);
+        if (n < 0 || (n > 0 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))) ||
+            (n > 0 && redisBufferRead(ctx) != REDIS_OK))
+            break;
+    }
+    /* nobody hears of changes any more: nothing may be served from the cache */
+    cache_set_enabled(s->cache, false);
+    atomic_store(&s->tracking_id, 0);
+    redisFree(ctx);
+}
+
+static void *tracker_main(void *arg)
+{
+    struct store *s = arg;
+    while (!atomic_load(&s->stopping)) {
+        tracker_session(s);
+        for (int i = 0; i < 5 && !atomic_load(&s->stopping); i++)
+            poll(NULL, 0, 100);
+    }
+    return NULL;
+}
+
+int store_enable_cache(struct store *store, size_t max_entries, struct emp_error *err)
+{
+    if (store->cache || max_entries == 0)
+        return 0;
+    int r = cache_new(max_entries, &store->cache);
+    if (r < 0)
+        return r;
+    if (pthread_create(&store->tracker, NULL, tracker_main, store) != 0) {
+        cache_free(store->cache);
+        store->cache = NULL;
+        return emp_error_set(err, -EAGAIN, EMP_ERR_INTERNAL, NULL,
+                             "cannot start the store's cache thread");
+    }
+    store->tracker_started = true;
+    return 0;
+}
+
+/* Whether reads on c may fill the cache now, turning tracking on for it first. Returns the
+ * epoch that fills must still be in, or 0 when they may not. */
+static unsigned tracking_ready(struct store *s, struct conn *c)
+{
+    if (!s->cache || !cache_enabled(s->cache))
+        return 0;
+    long long id = atomic_load(&s->tracking_id);
+    unsigned epoch = atomic_load(&s->tracking_epoch);
+    if (!id)
+        return 0;
+    if (c->tracking_epoch == epoch)
+        return epoch;
+    /* off first: a connection redirected to a tracker that went away keeps that redirect */
+    redisReply *reply = redisCommand(c->ctx, "CLIENT TRACKING off");
+    if (reply)
+        freeReplyObject(reply);
+    reply = redisCommand(c->ctx, "CLIENT TRACKING on REDIRECT %lld OPTIN", id);
+    bool ok = reply && reply->type == REDIS_REPLY_STATUS;
+    if (reply)
+        freeReplyObject(reply);
+    if (!reply)
+        conn_reset(c);
+    if (!ok)
+        return 0;
+    c->tracking_epoch = epoch;
+    return epoch;
+}
+
+/* Stores a value read under ticket, unless the tracker re-subscribed since (its invalidations
+ * of that read may be lost). */
+static void fill(struct store *s, const char *key, uint64_t ticket, unsigned epoch,
+                 const struct cache_value_ops *ops, void *value)
+{
+    if (atomic_load(&s->tracking_epoch) != epoch)
+        ticket = 0;
+    cache_finish(s->cache, key, ticket, ops, value);
 }
 
 /* ---- keys ---- */
@@ -837,42 +993,170 @@ int store_app_find(struct store *store, const char *owner, const char *name, cha
     return r;
 }
 
+/* ---- cached values ---- */
+
+struct session_value {
+    bool exists;
+    char username[NAMES_LABEL_MAX + 1];
+    int64_t expires_ms;
+};
+
+static int session_copy(const void *value, void *out)
+{
+    memcpy(out, value, sizeof(struct session_value));
+    return 0;
+}
+
+static const struct cache_value_ops session_ops = {session_copy, free};
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static struct store_app *app_dup(const struct store_app *a)
+{
+    struct store_app *copy = malloc(sizeof(*copy));
+    if (!copy)
+        return NULL;
+    *copy = *a;
+    copy->spec_json = dup_or_null(a->spec_json);
+    copy->reason = dup_or_null(a->reason);
+    copy->address = dup_or_null(a->address);
+    copy->last_exit = dup_or_null(a->last_exit);
+    if (!copy->spec_json || (a->reason && !copy->reason) || (a->address && !copy->address) ||
+        (a->last_exit && !copy->last_exit)) {
+        store_app_free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+/* The cached value of an app key: the record, or NULL for "no such app". */
+struct app_value {
+    struct store_app *app;
+};
+
+static int app_copy(const void *value, void *out)
+{
+    const struct app_value *v = value;
+    struct store_app **ret = out;
+    *ret = v->app ? app_dup(v->app) : NULL;
+    return v->app && !*ret ? -ENOMEM : 0;
+}
+
+static void app_value_free(void *value)
+{
+    struct app_value *v = value;
+    if (v)
+        store_app_free(v->app);
+    free(v);
+}
+
+static const struct cache_value_ops app_ops = {app_copy, app_value_free};
+
 int store_session_and_app(struct store *store, const char *digest, const char *id,
                           char *ret_username, int64_t *ret_expires_ms, struct store_app **ret_app,
                           struct emp_error *err)
 {
     char k_session[KEY_MAX], k_app[KEY_MAX];
     snprintf(k_session, sizeof(k_session), "emp:session:%s", digest);
-    struct conn *c;
-    int r = conn_get(store, &c, err);
-    if (r < 0)
-        return r;
-    /* Pipelined: one round trip for the session and, when asked, the app. */
-    redisAppendCommand(c->ctx, "GET %s", k_session);
-    redisAppendCommand(c->ctx, "PEXPIRETIME %s", k_session);
-    if (id) {
+    if (id)
         key_app(k_app, id);
-        redisAppendCommand(c->ctx, "HGETALL %s", k_app);
+    struct session_value session = {0};
+    struct store_app *app = NULL;
+    bool have_session = false, have_app = !id;
+    if (store->cache) {
+        have_session = cache_get(store->cache, k_session, &session_ops, &session) == 1;
+        if (id)
+            have_app = cache_get(store->cache, k_app, &app_ops, &app) == 1;
     }
-    redisReply *replies[3];
-    r = pipeline_read(store, c, id ? 3 : 2, replies, err);
-    if (r < 0)
-        return r;
-    redisReply *user = replies[0], *expiry = replies[1];
+    int r = 0;
+    if (!have_session || !have_app) {
+        struct conn *c;
+        r = conn_get(store, &c, err);
+        if (r < 0) {
+            store_app_free(app);
+            return r;
+        }
+        unsigned epoch = tracking_ready(store, c);
+        uint64_t t_session = 0, t_app = 0;
+        size_t n = 0;
+        /* pipelined: one round trip for whatever the cache did not have */
+        if (!have_session) {
+            if (epoch) {
+                t_session = cache_begin(store->cache, k_session);
+                redisAppendCommand(c->ctx, "CLIENT CACHING yes");
+                n++;
+            }
+            redisAppendCommand(c->ctx, "GET %s", k_session);
+            redisAppendCommand(c->ctx, "PEXPIRETIME %s", k_session);
+            n += 2;
+        }
+        if (!have_app) {
+            if (epoch) {
+                t_app = cache_begin(store->cache, k_app);
+                redisAppendCommand(c->ctx, "CLIENT CACHING yes");
+                n++;
+            }
+            redisAppendCommand(c->ctx, "HGETALL %s", k_app);
+            n++;
+        }
+        redisReply *replies[6];
+        r = pipeline_read(store, c, n, replies, err);
+        if (r < 0) {
+            store_app_free(app);
+            return r;
+        }
+        size_t next = 0;
+        if (!have_session) {
+            next += epoch ? 1 : 0;
+            redisReply *user = replies[next++], *expiry = replies[next++];
+            if (user->type == REDIS_REPLY_STRING && user->len <= NAMES_LABEL_MAX) {
+                session.exists = true;
+                memcpy(session.username, user->str, user->len + 1);
+                session.expires_ms = expiry->type == REDIS_REPLY_INTEGER ? expiry->integer : 0;
+            }
+            /* only sessions that exist are kept: tokens that do not must not push out those
+             * that do */
+            struct session_value *copy = t_session && session.exists ? malloc(sizeof(*copy)) : NULL;
+            if (copy) {
+                *copy = session;
+                fill(store, k_session, t_session, epoch, &session_ops, copy);
+            }
+        }
+        if (!have_app) {
+            next += epoch ? 1 : 0;
+            r = app_from_reply(replies[next++], &app);
+            if (r == -ENOENT) {
+                r = 0;
+                app = NULL;
+            }
+            struct app_value *value = r == 0 && t_app ? calloc(1, sizeof(*value)) : NULL;
+            if (value) {
+                value->app = app ? app_dup(app) : NULL;
+                if (app && !value->app)
+                    t_app = 0;
+                fill(store, k_app, t_app, epoch, &app_ops, value);
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            freeReplyObject(replies[i]);
+        if (r < 0) {
+            store_app_free(app);
+            return r;
+        }
+    }
+    /* Redis expires the key, and says so to the cache; the clock check covers the moments in
+     * between */
+    if (session.exists && session.expires_ms > 0 && session.expires_ms <= time_now_ms())
+        session.exists = false;
     ret_username[0] = '\0';
-    if (user->type == REDIS_REPLY_STRING && user->len <= NAMES_LABEL_MAX)
-        memcpy(ret_username, user->str, user->len + 1);
-    *ret_expires_ms = expiry->type == REDIS_REPLY_INTEGER ? expiry->integer : 0;
-    *ret_app = NULL;
-    if (id) {
-        r = app_from_reply(replies[2], ret_app);
-        if (r == -ENOENT)
-            r = 0;
-        freeReplyObject(replies[2]);
-    }
-    freeReplyObject(user);
-    freeReplyObject(expiry);
-    return r;
+    if (session.exists)
+        snprintf(ret_username, NAMES_LABEL_MAX + 1, "%s", session.username);
+    *ret_expires_ms = session.expires_ms;
+    *ret_app = app;
+    return 0;
 }
 
 int store_app_list(struct store *store, const char *owner, const char *cursor, size_t limit,

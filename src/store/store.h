@@ -21,6 +21,10 @@ struct store;
 int store_open(const char *url, struct store **ret_store, struct emp_error *err);
 /* Accepts NULL. Connections of other threads are freed when those threads end. */
 void store_close(struct store *store);
+/* Serves the hot reads (sessions, and apps read with them) from a cache of at most max_entries
+ * records in this process, kept exact by Redis' client tracking: every change of a cached key,
+ * by any emp-server, drops it. While the invalidation channel is down the cache is off. */
+int store_enable_cache(struct store *store, size_t max_entries, struct emp_error *err);
 /* The URL without its password, for messages and logs. Owned by the store. */
 const char *store_display_url(const struct store *store);
 /* Round trip to Redis. Returns 0, or -EIO with err saying Redis is unreachable. */

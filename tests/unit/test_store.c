@@ -438,6 +438,120 @@ static void test_no_lost_writes(void **state)
     store_app_free(got);
 }
 
+/* Calls of a command Redis has served so far (INFO commandstats). */
+static long long calls_of(const struct redis_fixture *redis, const char *command)
+{
+    char cmd[512], line[512];
+    snprintf(cmd, sizeof(cmd), "redis-cli -s '%s' INFO commandstats", redis->socket_path);
+    FILE *p = popen(cmd, "r");
+    long long calls = 0;
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "cmdstat_%s:calls=", command);
+    while (p && fgets(line, sizeof(line), p))
+        if (strncmp(line, prefix, strlen(prefix)) == 0)
+            calls = atoll(line + strlen(prefix));
+    if (p)
+        pclose(p);
+    return calls;
+}
+
+/* Reads through `cached` until want(user, app) holds, for up to a second. */
+static bool eventually(struct store *cached, const char *digest, const char *id,
+                       bool (*want)(const char *user, const struct store_app *app))
+{
+    for (int i = 0; i < 200; i++) {
+        char user[NAMES_LABEL_MAX + 1];
+        int64_t expires;
+        struct store_app *app = NULL;
+        struct emp_error err = {0};
+        if (store_session_and_app(cached, digest, id, user, &expires, &app, &err) == 0) {
+            bool ok = want(user, app);
+            store_app_free(app);
+            if (ok)
+                return true;
+        }
+        struct timespec pause = {.tv_nsec = 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return false;
+}
+
+static bool session_gone(const char *user, const struct store_app *app)
+{
+    return user[0] == '\0';
+}
+
+static bool stopped_with_4(const char *user, const struct store_app *app)
+{
+    return app && app->desired == DESIRED_STOPPED && app->desired_replicas == 4;
+}
+
+static bool app_gone(const char *user, const struct store_app *app)
+{
+    return user[0] && !app;
+}
+
+static void test_cache_is_exact(void **state)
+{
+    struct redis_fixture redis;
+    assert_int_equal(redis_fixture_start(&redis), 0);
+    struct store *cached, *other;
+    struct emp_error err = {0};
+    assert_int_equal(store_open(redis.url, &cached, &err), 0);
+    assert_int_equal(store_enable_cache(cached, 1000, &err), 0);
+    assert_int_equal(store_open(redis.url, &other, &err), 0); /* another emp-server */
+    char id[NAMES_UUID_LEN + 1];
+    id_for(1, id);
+    struct store_app app;
+    make_app(&app, id, "kim", "cached");
+    assert_int_equal(store_app_create(other, &app, 100, &err), 0);
+    assert_int_equal(store_session_create(other, "dd", "kim", time_now_ms() + 60000, &err), 0);
+
+    /* once the tracker listens, repeated reads are served without Redis */
+    char user[NAMES_LABEL_MAX + 1];
+    int64_t expires;
+    struct store_app *got = NULL;
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(store_session_and_app(cached, "dd", id, user, &expires, &got, &err), 0);
+        assert_string_equal(user, "kim");
+        assert_non_null(got);
+        store_app_free(got);
+        struct timespec pause = {.tv_nsec = 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    long long before = calls_of(&redis, "hgetall");
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(store_session_and_app(cached, "dd", id, user, &expires, &got, &err), 0);
+        assert_int_equal(got->generation, 1);
+        store_app_free(got);
+    }
+    assert_int_equal(calls_of(&redis, "hgetall"), before);
+
+    /* a change by the other server is seen */
+    struct store_app_change change = {
+        .desired = DESIRED_STOPPED, .desired_replicas = 4, .state = -1, .purge = -1};
+    assert_int_equal(store_app_update(other, id, 1, &change, NULL, &err), 0);
+    assert_true(eventually(cached, "dd", id, stopped_with_4));
+    /* and so is a deletion */
+    assert_int_equal(store_app_delete(other, id, &err), 0);
+    assert_true(eventually(cached, "dd", id, app_gone));
+    /* a logout on the other server ends the session here too */
+    assert_int_equal(store_session_delete(other, "dd", &err), 0);
+    assert_true(eventually(cached, "dd", NULL, session_gone));
+
+    /* the invalidation channel breaks: the cache goes off, answers stay right, and it comes
+     * back */
+    assert_int_equal(store_session_create(other, "ee", "kim", time_now_ms() + 60000, &err), 0);
+    char out[64];
+    assert_int_equal(redis_fixture_cli(&redis, "CLIENT KILL TYPE pubsub", out, sizeof(out)), 0);
+    assert_int_equal(store_session_delete(other, "ee", &err), 0);
+    assert_true(eventually(cached, "ee", NULL, session_gone));
+
+    store_close(cached);
+    store_close(other);
+    redis_fixture_stop(&redis);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_schedule_and_leases),
         cmocka_unit_test(test_no_lost_writes),
         cmocka_unit_test(test_recovers_after_outage),
+        cmocka_unit_test(test_cache_is_exact),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
