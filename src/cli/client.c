@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "emp/textio.h"
+
 struct client {
     CURL *curl;
     char *base_url;
@@ -88,24 +90,7 @@ int client_normalize_url(const char *url, const char *what, char *ret_url, struc
 
 int client_append_segment(char *buf, size_t size, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t used = strlen(buf);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
-        size_t need = plain ? 1 : 3;
-        if (used + need >= size)
-            return -ENAMETOOLONG;
-        if (plain) {
-            buf[used++] = (char)*p;
-        } else {
-            buf[used++] = '%';
-            buf[used++] = hex[*p >> 4];
-            buf[used++] = hex[*p & 15];
-        }
-    }
-    buf[used] = '\0';
-    return 0;
+    return textio_url_encode(buf, size, s);
 }
 
 int client_new(const char *base_url, const char *token, struct client **ret_client,

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "emp/textio.h"
+
 #include "emp/jsonutil.h"
 
 #define FILE_NAME "credentials.json"
@@ -238,20 +240,6 @@ static int make_dirs(const char *path, struct failure *fail)
     return 0;
 }
 
-static int write_all(int fd, const char *text, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, text, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        text += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static void sync_dir(const char *path)
 {
     char dir[CRED_PATH_MAX];
@@ -283,8 +271,8 @@ int cred_save(const struct cred_store *store, const char *path, struct failure *
                            strerror(errno));
         goto out;
     }
-    if (fchmod(fd, 0600) < 0 || (r = write_all(fd, text, strlen(text))) < 0 ||
-        (r = write_all(fd, "\n", 1)) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, 0600) < 0 || (r = textio_write_all(fd, text, strlen(text))) < 0 ||
+        (r = textio_write_all(fd, "\n", 1)) < 0 || fsync(fd) < 0) {
         r = r < 0 ? r : -errno;
         close(fd);
         unlink(tmp);

@@ -11,6 +11,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "emp/textio.h"
+
 static const int restored_signals[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTSTP};
 #define RESTORED_COUNT (sizeof(restored_signals) / sizeof(restored_signals[0]))
 
@@ -64,21 +66,6 @@ static ssize_t read_line(int fd, char *buf, size_t size)
     return (ssize_t)len;
 }
 
-static int write_text(int fd, const char *text)
-{
-    size_t len = strlen(text);
-    while (len > 0) {
-        ssize_t n = write(fd, text, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        text += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int prompt_ask(const char *question, bool secret, const char *no_tty_hint, char *buf, size_t size,
                struct failure *fail)
 {
@@ -98,7 +85,7 @@ int prompt_ask(const char *question, bool secret, const char *no_tty_hint, char 
     }
     struct sigaction old_actions[RESTORED_COUNT];
     bool echo_changed = false;
-    int r = write_text(fd, question);
+    int r = textio_write_all(fd, question, strlen(question));
     if (r < 0) {
         r = failure_usage(fail, "cannot ask on the terminal (%s): pass %s", strerror(-r),
                           no_tty_hint);

@@ -13,6 +13,7 @@
 
 #include "emp/jsonutil.h"
 #include "emp/names.h"
+#include "emp/textio.h"
 #include "emp/timeutil.h"
 
 #define PATH_SEGMENTS_MAX 6
@@ -597,23 +598,6 @@ static void h_app_metric(struct api *api, const struct http_request *req,
     json_decref(body);
 }
 
-/* service names contain '/', which a query value must escape */
-static void url_encode(const char *in, char *out, size_t size)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < size; p++) {
-        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    out[o] = '\0';
-}
-
 static void h_app_tracing(struct api *api, struct http_response *resp,
                           const struct auth_principal *caller, const char *ref)
 {
@@ -625,7 +609,8 @@ static void h_app_tracing(struct api *api, struct http_response *resp,
     }
     char service[2 * NAMES_LABEL_MAX + 2], encoded[3 * sizeof(service)], link[1024];
     snprintf(service, sizeof(service), "%s/%s", app->owner, app->name);
-    url_encode(service, encoded, sizeof(encoded));
+    encoded[0] = '\0';
+    textio_url_encode(encoded, sizeof(encoded), service); /* the '/' of the service name */
     snprintf(link, sizeof(link), "%s/zipkin/?serviceName=%s", api->zipkin_url, encoded);
     respond(resp, 200,
             json_pack("{s:s, s:s, s:s, s:s}", "app_id", app->id, "service", service, "zipkin_url",
