@@ -177,7 +177,12 @@ class RedisServer:
 
 
 def redis_snapshot(client):
-    """Every key: (type, value, has a TTL). Equal snapshots mean Redis did not change."""
+    """Every key: (type, value, has a TTL). Equal snapshots mean Redis did not change.
+
+    Taken once no reconciler holds a lease: a reconcile in flight moves its app's lease and
+    schedule entry by design, which is not a change a request made."""
+    wait_until(lambda: not list(client.scan_iter(match="emp:lease:*", count=1000)),
+               what="the reconcilers to finish what they work on")
     snap = {}
     for key in client.scan_iter(count=1000):
         kind = client.type(key)

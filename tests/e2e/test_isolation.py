@@ -193,6 +193,7 @@ class SchedulerTest(TwoUsers):
         now = self.api.app(self.alice_token, app["id"])
         self.assertEqual(now["replicas"]["desired"], target)
         self.assertEqual(now["generation"], app["generation"] + 1)
+        self.api.wait_app(self.alice_token, app["id"], h.settled, "the reconciler to catch up")
         before = h.redis_snapshot(self.redis)
         for bad in (high + 1, low - 1):
             resp = self.sched("PUT", f"/v1/apps/{app['id']}/replicas", {"replicas": bad})
