@@ -624,6 +624,8 @@ static int wait_for_app(struct ctx *c, struct client_response *response, json_t 
         return r;
     int64_t deadline = time_mono_ms() + c->inv->timeout_s * 1000;
     struct progress progress = {0};
+    /* the first looks come soon (a local app runs within tens of ms), then every CMD_POLL_MS */
+    int64_t pause_ms = CMD_POLL_FIRST_MS;
     for (;;) {
         show_progress(c, &progress, *app);
         const char *state = get_string(*app, "state");
@@ -666,7 +668,8 @@ static int wait_for_app(struct ctx *c, struct client_response *response, json_t 
                                   get_int(json_object_get(*app, "replicas"), "desired"),
                                   reason ? ": " : "", reason ? reason : "", id);
         }
-        sleep_ms(left < CMD_POLL_MS ? left : CMD_POLL_MS);
+        sleep_ms(left < pause_ms ? left : pause_ms);
+        pause_ms = pause_ms * 2 > CMD_POLL_MS ? CMD_POLL_MS : pause_ms * 2;
         struct client_response next_response = {0};
         json_t *next = NULL;
         r = call(c, "GET", path, NULL, &next_response, &next);

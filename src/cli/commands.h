@@ -14,7 +14,8 @@
 #define CMD_DEFAULT_SERVER "http://127.0.0.1:7420"
 #define CMD_SPEC_FILE_MAX  (1024 * 1024) /* the server's request body limit */
 #define CMD_APP_REF_MAX    127           /* the API's limit for {app} */
-#define CMD_POLL_MS        500           /* deploy --wait asks this often */
+#define CMD_POLL_MS        200           /* deploy --wait asks this often ... */
+#define CMD_POLL_FIRST_MS  20            /* ... after first asking this soon, doubling */
 #define CMD_LIST_PAGE      200           /* apps per page of GET /v1/apps */
 #define CMD_LIST_PAGES_MAX 1000          /* emp list stops after this many pages */
 

@@ -13,6 +13,7 @@
 
 #define CLUSTER_REASON_MAX  512
 #define CLUSTER_ADDRESS_MAX 256
+#define CLUSTER_BINDING_MAX 64
 
 /* What a backend is told of an app. Pointers are borrowed for the length of the call. */
 struct cluster_app {
@@ -20,7 +21,8 @@ struct cluster_app {
     const char *owner;
     const char *name;
     const struct emp_spec *spec;
-    int replicas; /* the desired count */
+    int replicas;        /* the desired count */
+    const char *binding; /* what the backend last reported in cluster_status.binding, or NULL */
 };
 
 /* What a backend reports of an app. */
@@ -30,8 +32,12 @@ struct cluster_status {
     bool failed;          /* it cannot run as asked; reason says why */
     int replicas_desired; /* the count the backend works towards now */
     int replicas_ready;
-    char reason[CLUSTER_REASON_MAX];    /* "" when there is nothing to say */
-    char address[CLUSTER_ADDRESS_MAX];  /* external address, "" while there is none */
+    char reason[CLUSTER_REASON_MAX];   /* "" when there is nothing to say */
+    char address[CLUSTER_ADDRESS_MAX]; /* external address, "" while there is none */
+    /* What the backend wants to find again when it sees the app anew (after a restart of
+     * emp-server, or when its own state was lost), such as the local gateway's port. The
+     * reconciler stores it with the app and hands it back in cluster_app.binding. */
+    char binding[CLUSTER_BINDING_MAX];
     int restarts;                       /* replicas restarted after they ended or failed checks */
     char last_exit[CLUSTER_REASON_MAX]; /* how the last one ended, "" if none did */
 };
@@ -58,6 +64,11 @@ enum cluster_caps {
     CLUSTER_CAP_STATEFUL = 1 << 0,      /* keeps data of stateless:false apps across stop/scale */
     CLUSTER_CAP_NEEDS_COMMAND = 1 << 1, /* runs spec.command */
     CLUSTER_CAP_NEEDS_IMAGE = 1 << 2,   /* runs spec.docker_image */
+    /* what the backend runs ends with emp-server (the local backend's processes): after a start,
+     * every app must be looked at at once, not at its next scheduled check */
+    CLUSTER_CAP_EPHEMERAL = 1 << 3,
+    /* the backend is this host (the local backend): one emp-server per Redis reconciles it */
+    CLUSTER_CAP_SINGLE_NODE = 1 << 4,
 };
 
 /* One const instance per backend, filled with designated initialisers in the backend's own file.

@@ -12,7 +12,7 @@
 
 #include "emp/timeutil.h"
 
-enum kind { K_STRING, K_INT, K_DURATION, K_LISTEN };
+enum kind { K_STRING, K_INT, K_DURATION, K_LISTEN, K_PORTS };
 
 struct setting {
     const char *flag;
@@ -56,10 +56,18 @@ static const struct setting settings[] = {
      "N", "apps one account may have"},
     {"max-connections", "EMP_MAX_CONNECTIONS", K_INT, OFF(max_connections), "4096", 16, 100000, "N",
      "concurrent HTTP connections accepted"},
-    {"reconcile-workers", "EMP_RECONCILE_WORKERS", K_INT, OFF(reconcile_workers), "2", 1, 64, "N",
-     "reconciler threads"},
+    {"reconcile-workers", "EMP_RECONCILE_WORKERS", K_INT, OFF(reconcile_workers), "2", 0, 64, "N",
+     "reconciler threads (0: serve only the API and leave the apps to another emp-server)"},
     {"resync", "EMP_RESYNC", K_DURATION, OFF(resync_s), "60s", 1, 86400, "DURATION",
      "how often the reconciler re-checks an app that is as desired"},
+    {"gateway-ports", "EMP_GATEWAY_PORTS", K_PORTS, 0, "31000-31999", 1, 65535, "MIN-MAX",
+     "local backend: the ports of app gateways on 127.0.0.1"},
+    {"gateway-max-connections", "EMP_GATEWAY_MAX_CONNECTIONS", K_INT, OFF(gateway_max_connections),
+     "10000", 16, 1000000, "N", "local backend: client connections of all gateways together"},
+    {"stop-grace", "EMP_STOP_GRACE", K_DURATION, OFF(stop_grace_s), "10s", 1, 3600, "DURATION",
+     "local backend: how long a stopping replica has after SIGTERM before SIGKILL"},
+    {"ready-timeout", "EMP_READY_TIMEOUT", K_DURATION, OFF(ready_timeout_s), "60s", 1, 3600,
+     "DURATION", "local backend: a replica not ready by then has failed and is restarted"},
     {"cache-entries", "EMP_CACHE_ENTRIES", K_INT, OFF(cache_entries), "16384", 0, 10000000, "N",
      "sessions and apps kept in memory, exact by Redis client tracking (0: none)"},
     {"log-level", "EMP_LOG_LEVEL", K_STRING, OFF(log_level), "info", 0, 0, "LEVEL",
@@ -120,6 +128,20 @@ static int set_value(struct server_config *c, const struct setting *s, const cha
                                  "24h or 7d, from %lds to %lds",
                                  source, s->flag, value, s->min, s->max);
         *(int64_t *)(base + s->offset) = seconds;
+        return 0;
+    }
+    case K_PORTS: {
+        char *end;
+        long min = strtol(value, &end, 10), max = -1;
+        if (*end == '-')
+            max = strtol(end + 1, &end, 10);
+        if (*end || min < s->min || max > s->max || min > max)
+            return emp_error_set(err, -EINVAL, EMP_ERR_INVALID_FIELD, s->flag,
+                                 "%s: --%s '%s' is not valid: use MIN-MAX with 1 <= MIN <= MAX <= "
+                                 "65535, for example 31000-31999",
+                                 source, s->flag, value);
+        c->gateway_port_min = (int)min;
+        c->gateway_port_max = (int)max;
         return 0;
     }
     case K_LISTEN: {

@@ -29,6 +29,11 @@ struct server_config {
     int reconcile_workers;
     int64_t resync_s;
     int cache_entries;
+    int gateway_port_min; /* local backend */
+    int gateway_port_max;
+    int gateway_max_connections;
+    int64_t stop_grace_s;
+    int64_t ready_timeout_s;
 };
 
 enum config_outcome { CONFIG_RUN, CONFIG_HELP, CONFIG_VERSION };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,6 +98,17 @@ static void wait_for_store(struct store *store)
     }
 }
 
+/* Gateways hold two fds per connection and every replica a few: use what the hard limit
+ * allows (the soft one is often 1,024). */
+static void raise_fd_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct server_config config;
@@ -135,6 +147,7 @@ int main(int argc, char **argv)
     sigaddset(&stop_signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
 
     int status = 1;
     int lock_fd = -1;
@@ -165,6 +178,11 @@ int main(int argc, char **argv)
         .state_dir = config.state_dir,
         .kafka_address = config.kafka_brokers,
         .zipkin_url = config.zipkin_url,
+        .gateway_port_min = config.gateway_port_min,
+        .gateway_port_max = config.gateway_port_max,
+        .gateway_max_connections = config.gateway_max_connections,
+        .stop_grace_ms = (int)(config.stop_grace_s * 1000),
+        .ready_timeout_ms = (int)(config.ready_timeout_s * 1000),
     };
     if (cluster_open(config.cluster, &cluster_config, &cluster, &err) < 0)
         goto out;
@@ -187,6 +205,15 @@ int main(int argc, char **argv)
     recon_config_defaults(&recon_config);
     recon_config.workers = config.reconcile_workers;
     recon_config.resync_ms = config.resync_s * 1000;
+    char node[4200];
+    char *real_state_dir = realpath(config.state_dir, NULL);
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    /* the same host and state directory is the same node (the state dir lock makes sure the
+     * one before is gone), so a restarted emp-server takes its apps back at once */
+    snprintf(node, sizeof(node), "%s:%s", host, real_state_dir ? real_state_dir : config.state_dir);
+    free(real_state_dir);
+    recon_config.node = node;
     if (recon_start(store, cluster, &recon_config, &recon, &err) < 0)
         goto out;
     cluster_on_change(cluster, recon_app_changed, recon);

@@ -35,6 +35,13 @@ struct recon {
      * the converge polling still finds them) */
     char urgent[URGENT_MAX][NAMES_UUID_LEN + 1];
     size_t urgent_count;
+    bool expedite_all; /* every app is due now, once the store can be told */
+    /* the single-node lease: reconciling waits while it is not held */
+    char node[HOLDER_MAX];
+    bool node_held;
+    int64_t node_renew_ms; /* monotonic time of the next renewal */
+    int64_t node_valid_ms; /* held until then without a renewal */
+    bool node_lost_logged;
     pthread_t *threads;
     int nthreads;
     int64_t store_error_logged_ms;
@@ -50,6 +57,7 @@ void recon_config_defaults(struct recon_config *config)
         .backoff_max_ms = 60000,
         .lease_ms = 30000,
         .poll_ms = 250,
+        .node_ttl_ms = 15000,
     };
 }
 
@@ -89,7 +97,7 @@ static void log_transition(const struct store_app *app, const struct store_app_o
  * reason and address (CLUSTER_REASON_MAX and CLUSTER_ADDRESS_MAX bytes) hold what obs points to. */
 static int64_t converge_running(struct recon *r, const struct store_app *app,
                                 const struct cluster_app *capp, struct store_app_observed *obs,
-                                char *reason, char *address, char *last_exit)
+                                char *reason, char *address, char *last_exit, char *binding)
 {
     struct emp_error err = {0};
     if (!cluster_available(r->cluster)) {
@@ -122,6 +130,10 @@ static int64_t converge_running(struct recon *r, const struct store_app *app,
     }
     obs->ready_replicas = st.replicas_ready;
     obs->restarts = st.restarts;
+    if (st.binding[0]) {
+        snprintf(binding, CLUSTER_BINDING_MAX, "%s", st.binding);
+        obs->binding = binding;
+    }
     snprintf(last_exit, CLUSTER_REASON_MAX, "%s", st.last_exit);
     obs->last_exit = last_exit[0] ? last_exit : NULL;
     snprintf(address, CLUSTER_ADDRESS_MAX, "%s", st.address);
@@ -184,6 +196,7 @@ static void reconcile(struct recon *r, const char *id)
     char reason[CLUSTER_REASON_MAX] = "";
     char address[CLUSTER_ADDRESS_MAX] = "";
     char last_exit[CLUSTER_REASON_MAX] = "";
+    char binding[CLUSTER_BINDING_MAX] = "";
     struct store_app_observed obs = {
         .state = app->state,
         .reason = app->reason,
@@ -194,6 +207,7 @@ static void reconcile(struct recon *r, const char *id)
         .failures = app->failures,
         .restarts = app->restarts,
         .last_exit = app->last_exit,
+        .binding = app->binding,
     };
     int64_t next_ms;
     struct emp_errlist errs;
@@ -212,6 +226,7 @@ static void reconcile(struct recon *r, const char *id)
         .name = app->name,
         .spec = spec,
         .replicas = app->desired_replicas,
+        .binding = app->binding,
     };
     switch (app->desired) {
     case DESIRED_REMOVED:
@@ -248,7 +263,7 @@ static void reconcile(struct recon *r, const char *id)
         break;
     case DESIRED_RUNNING:
     default:
-        next_ms = converge_running(r, app, &capp, &obs, reason, address, last_exit);
+        next_ms = converge_running(r, app, &capp, &obs, reason, address, last_exit, binding);
         break;
     }
 record:
@@ -305,6 +320,44 @@ void recon_app_changed(void *ctx, const char *app_id)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Renews the single-node lease when due. Returns whether this emp-server may reconcile. */
+static bool node_ok(struct recon *r)
+{
+    if (!r->node[0])
+        return true;
+    int64_t now = time_mono_ms();
+    pthread_mutex_lock(&r->lock);
+    bool due = now >= r->node_renew_ms;
+    if (due)
+        r->node_renew_ms = now + 1000; /* one renewal at a time; a failed one is retried soon */
+    pthread_mutex_unlock(&r->lock);
+    if (due) {
+        char holder[HOLDER_MAX] = "";
+        int rc = store_node_claim(r->store, "local", r->node, r->config.node_ttl_ms, holder,
+                                  sizeof(holder), NULL);
+        pthread_mutex_lock(&r->lock);
+        if (rc == 0) {
+            r->node_held = true;
+            r->node_valid_ms = now + r->config.node_ttl_ms;
+            r->node_renew_ms = now + r->config.node_ttl_ms / 3;
+            r->node_lost_logged = false;
+        } else if (rc == -EBUSY) {
+            r->node_held = false;
+            if (!r->node_lost_logged)
+                log_msg(LOG_ERROR,
+                        "another emp-server reconciles this Redis' apps on its own host: this one "
+                        "stops reconciling until that one is gone",
+                        "other=%s", holder);
+            r->node_lost_logged = true;
+        }
+        pthread_mutex_unlock(&r->lock);
+    }
+    pthread_mutex_lock(&r->lock);
+    bool ok = r->node_held && now < r->node_valid_ms;
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
 static void *worker(void *arg)
 {
     struct recon *r = arg;
@@ -312,9 +365,20 @@ static void *worker(void *arg)
         pthread_mutex_lock(&r->lock);
         bool stopping = r->stopping;
         bool urgent = r->urgent_count > 0;
+        bool all = r->expedite_all;
         pthread_mutex_unlock(&r->lock);
         if (stopping)
             break;
+        if (!node_ok(r)) {
+            struct timespec pause = {.tv_nsec = 200 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        if (all && store_recon_expedite_all(r->store, time_now_ms(), NULL) == 0) {
+            pthread_mutex_lock(&r->lock);
+            r->expedite_all = false;
+            pthread_mutex_unlock(&r->lock);
+        }
         if (urgent)
             schedule_urgent(r);
         int rc = recon_run_once(r);
@@ -382,6 +446,31 @@ int recon_start(struct store *store, struct cluster *cluster, const struct recon
     snprintf(r->holder, sizeof(r->holder), "%s:%d:%08x", host, (int)getpid(), nonce);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
+    /* a backend whose apps ended with the last emp-server gets them all back at once */
+    r->expedite_all = (cluster_caps(cluster) & CLUSTER_CAP_EPHEMERAL) != 0;
+    if ((cluster_caps(cluster) & CLUSTER_CAP_SINGLE_NODE) && config->workers > 0 && config->node) {
+        snprintf(r->node, sizeof(r->node), "%s", config->node);
+        char holder[HOLDER_MAX] = "";
+        int rc = store_node_claim(store, "local", r->node, config->node_ttl_ms, holder,
+                                  sizeof(holder), NULL);
+        if (rc == -EBUSY) {
+            int e = emp_error_set(err, -EBUSY, EMP_ERR_CONFLICT, "cluster",
+                                  "another emp-server (%s) runs the apps of this Redis on the "
+                                  "local backend, whose replicas are its own processes: stop it, "
+                                  "start this one with --reconcile-workers 0 to serve only the "
+                                  "API, or give it another Redis",
+                                  holder);
+            pthread_mutex_destroy(&r->lock);
+            pthread_cond_destroy(&r->wake);
+            free(r);
+            return e;
+        }
+        if (rc == 0) {
+            r->node_held = true;
+            r->node_valid_ms = time_mono_ms() + config->node_ttl_ms;
+            r->node_renew_ms = time_mono_ms() + config->node_ttl_ms / 3;
+        }
+    }
     if (config->workers > 0) {
         r->threads = calloc((size_t)config->workers, sizeof(*r->threads));
         if (!r->threads) {
@@ -411,6 +500,8 @@ void recon_stop(struct recon *recon)
     pthread_mutex_unlock(&recon->lock);
     for (int i = 0; i < recon->nthreads; i++)
         pthread_join(recon->threads[i], NULL);
+    if (recon->node[0] && recon->node_held)
+        store_node_release(recon->store, "local", recon->node, NULL);
     free(recon->threads);
     pthread_mutex_destroy(&recon->lock);
     pthread_cond_destroy(&recon->wake);

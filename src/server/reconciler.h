@@ -19,6 +19,10 @@ struct recon_config {
     int64_t backoff_max_ms; /* ... up to this */
     int64_t lease_ms;
     int64_t poll_ms; /* how often idle workers look for due work changed by other servers */
+    /* For a backend with CLUSTER_CAP_SINGLE_NODE: this emp-server's name as the one node that
+     * reconciles it (a lease in the store, renewed while the workers run). */
+    const char *node;
+    int64_t node_ttl_ms;
 };
 
 /* Sensible values for all of the above. */
@@ -26,8 +30,9 @@ void recon_config_defaults(struct recon_config *config);
 
 struct recon;
 
-/* Starts config->workers threads (0: none, for tests that call recon_run_once). store and cluster
- * are borrowed. Free with recon_stop(). */
+/* Starts config->workers threads (0: none: this emp-server only serves the API, or tests call
+ * recon_run_once). store and cluster are borrowed. For a single-node backend, fails with -EBUSY
+ * and err naming the other node when another emp-server reconciles it. Free with recon_stop(). */
 int recon_start(struct store *store, struct cluster *cluster, const struct recon_config *config,
                 struct recon **ret_recon, struct emp_error *err);
 /* Wakes idle workers: there is new work. Safe from any thread; ctx is a struct recon. */

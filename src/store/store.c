@@ -68,6 +68,9 @@ enum script_id {
     SCRIPT_LOGIN_FAILURE,
     SCRIPT_USER_CREATE,
     SCRIPT_RECON_RENEW,
+    SCRIPT_RECON_ALL_DUE,
+    SCRIPT_NODE_CLAIM,
+    SCRIPT_NODE_RELEASE,
     SCRIPT__COUNT
 };
 
@@ -125,6 +128,10 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "if not gen then redis.call('ZREM', KEYS[1], ARGV[1]) return 0 end\n"
         "local at = ARGV[3]\n"
         "if gen ~= ARGV[4] then at = ARGV[5] end\n"
+        /* claiming put the check past the lease: if it is due now, somebody (a backend's change
+         * report, store_recon_expedite) asked for a look while we worked */
+        "local due = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
+        "if due and tonumber(due) <= tonumber(ARGV[5]) then at = ARGV[5] end\n"
         "redis.call('ZADD', KEYS[1], at, ARGV[1])\n"
         "return 1\n",
     /* KEYS: index zset, names hash or "". ARGV: cursor, limit. Returns ids (and names). */
@@ -144,6 +151,27 @@ static const char *const scripts[SCRIPT__COUNT] = {
                            "redis.call('HSET', KEYS[1], 'username', ARGV[1], 'password_hash', "
                            "ARGV[2], 'created_at', ARGV[3])\n"
                            "return 1\n",
+    /* KEYS: due. ARGV: now. Every app due now; in batches, so that 100,000 apps fit Lua's
+     * argument limits. */
+    [SCRIPT_RECON_ALL_DUE] = "local ids = redis.call('ZRANGE', KEYS[1], 0, -1)\n"
+                             "for i = 1, #ids, 1000 do\n"
+                             "  local batch = {}\n"
+                             "  for j = i, math.min(i + 999, #ids) do\n"
+                             "    batch[#batch + 1] = ARGV[1]\n"
+                             "    batch[#batch + 1] = ids[j]\n"
+                             "  end\n"
+                             "  redis.call('ZADD', KEYS[1], unpack(batch))\n"
+                             "end\n"
+                             "return #ids\n",
+    /* KEYS: node lease. ARGV: node, ttl_ms. Returns the holder. */
+    [SCRIPT_NODE_CLAIM] = "local holder = redis.call('GET', KEYS[1])\n"
+                          "if holder and holder ~= ARGV[1] then return holder end\n"
+                          "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+                          "return ARGV[1]\n",
+    /* KEYS: node lease. ARGV: node */
+    [SCRIPT_NODE_RELEASE] =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+        "return 1\n",
     /* KEYS: lease. ARGV: holder, lease_ms */
     [SCRIPT_RECON_RENEW] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
                            "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -614,6 +642,15 @@ static void fill(struct store *s, const char *key, uint64_t ticket, unsigned epo
     cache_finish(s->cache, key, ticket, ops, value);
 }
 
+/* After this server wrote key: its cached copy goes now, not when Redis' invalidation arrives,
+ * so that a request sees what the request before it wrote (Redis tells the other servers). Also
+ * after a failed write, which may have been applied before its reply was lost. */
+static void forget(struct store *s, const char *key)
+{
+    if (s->cache)
+        cache_invalidate(s->cache, key);
+}
+
 /* ---- keys ---- */
 
 #define KEY_MAX 128
@@ -714,6 +751,7 @@ int store_session_create(struct store *store, const char *digest, const char *us
     redisReply *reply;
     int r =
         commandf(store, &reply, err, "SET %s %s PXAT %lld", key, username, (long long)expires_ms);
+    forget(store, key);
     if (r < 0)
         return r;
     freeReplyObject(reply);
@@ -736,6 +774,7 @@ int store_session_delete(struct store *store, const char *digest, struct emp_err
     snprintf(key, sizeof(key), "emp:session:%s", digest);
     redisReply *reply;
     int r = commandf(store, &reply, err, "DEL %s", key);
+    forget(store, key);
     if (r < 0)
         return r;
     bool deleted = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
@@ -842,6 +881,7 @@ void store_app_free(struct store_app *app)
     free(app->reason);
     free(app->address);
     free(app->last_exit);
+    free(app->binding);
     free(app);
 }
 
@@ -893,6 +933,7 @@ static int app_from_reply(const redisReply *hash, struct store_app **ret)
     a->failures = (int)reply_field_int(hash, "failures");
     a->restarts = (int)reply_field_int(hash, "restarts");
     a->last_exit = dup_field(hash, "last_exit");
+    a->binding = dup_field(hash, "binding");
     a->purge = reply_field_int(hash, "purge") != 0;
     if (!a->spec_json) {
         store_app_free(a);
@@ -950,6 +991,7 @@ int store_app_create(struct store *store, const struct store_app *app, int max_a
     redisReply *reply;
     int r = script(store, SCRIPT_APP_CREATE, &reply, err, 5, (int)(sizeof(argv) / sizeof(argv[0])),
                    argv, NULL);
+    forget(store, k_app);
     if (r < 0)
         return r;
     long long result = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -2;
@@ -1024,8 +1066,9 @@ static struct store_app *app_dup(const struct store_app *a)
     copy->reason = dup_or_null(a->reason);
     copy->address = dup_or_null(a->address);
     copy->last_exit = dup_or_null(a->last_exit);
+    copy->binding = dup_or_null(a->binding);
     if (!copy->spec_json || (a->reason && !copy->reason) || (a->address && !copy->address) ||
-        (a->last_exit && !copy->last_exit)) {
+        (a->last_exit && !copy->last_exit) || (a->binding && !copy->binding)) {
         store_app_free(copy);
         return NULL;
     }
@@ -1275,6 +1318,7 @@ int store_app_update(struct store *store, const char *id, int64_t expected_gener
     }
     redisReply *reply;
     int r = script(store, SCRIPT_APP_UPDATE, &reply, err, 2, argc, argv, NULL);
+    forget(store, k_app);
     if (r < 0)
         return r;
     long long result = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -3;
@@ -1326,10 +1370,13 @@ int store_app_set_observed(struct store *store, const char *id,
         restarts,
         "last_exit",
         observed->last_exit ? observed->last_exit : "",
+        "binding",
+        observed->binding ? observed->binding : "",
     };
     redisReply *reply;
     int r = script(store, SCRIPT_APP_OBSERVED, &reply, err, 1,
                    (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL);
+    forget(store, k_app);
     if (r < 0)
         return r;
     bool found = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
@@ -1351,6 +1398,7 @@ int store_app_delete(struct store *store, const char *id, struct emp_error *err)
     const char *argv[] = {k_app, k_names, k_userapps, KEY_APPS, KEY_DUE, k_lease, id, app->name};
     redisReply *reply;
     r = script(store, SCRIPT_APP_DELETE, &reply, err, 6, 8, argv, NULL);
+    forget(store, k_app);
     store_app_free(app);
     if (r < 0)
         return r;
@@ -1422,6 +1470,51 @@ int store_recon_expedite(struct store *store, const char *id, int64_t now_ms, st
     /* XX: only apps still scheduled; LT: only ever earlier */
     redisReply *reply;
     int r = commandf(store, &reply, err, "ZADD %s XX LT %lld %s", KEY_DUE, (long long)now_ms, id);
+    if (r < 0)
+        return r;
+    freeReplyObject(reply);
+    return 0;
+}
+
+int store_node_claim(struct store *store, const char *kind, const char *node, int64_t ttl_ms,
+                     char *ret_holder, size_t holder_size, struct emp_error *err)
+{
+    char key[KEY_MAX], ttl[24];
+    snprintf(key, sizeof(key), "emp:node:%s", kind);
+    snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_ms);
+    const char *argv[] = {key, node, ttl};
+    redisReply *reply;
+    int r = script(store, SCRIPT_NODE_CLAIM, &reply, err, 1, 3, argv, NULL);
+    if (r < 0)
+        return r;
+    bool ours = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, node) == 0;
+    if (!ours && reply->type == REDIS_REPLY_STRING)
+        snprintf(ret_holder, holder_size, "%s", reply->str);
+    freeReplyObject(reply);
+    return ours ? 0 : -EBUSY;
+}
+
+int store_node_release(struct store *store, const char *kind, const char *node,
+                       struct emp_error *err)
+{
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "emp:node:%s", kind);
+    const char *argv[] = {key, node};
+    redisReply *reply;
+    int r = script(store, SCRIPT_NODE_RELEASE, &reply, err, 1, 2, argv, NULL);
+    if (r < 0)
+        return r;
+    freeReplyObject(reply);
+    return 0;
+}
+
+int store_recon_expedite_all(struct store *store, int64_t now_ms, struct emp_error *err)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%" PRId64, now_ms);
+    const char *argv[] = {KEY_DUE, now};
+    redisReply *reply;
+    int r = script(store, SCRIPT_RECON_ALL_DUE, &reply, err, 1, 2, argv, NULL);
     if (r < 0)
         return r;
     freeReplyObject(reply);

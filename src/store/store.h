@@ -99,6 +99,7 @@ struct store_app {
     int failures;    /* failed reconcile attempts in a row, for backoff */
     int restarts;    /* replicas the backend restarted */
     char *last_exit; /* how the last restarted replica ended; NULL if none did */
+    char *binding;   /* what the backend asked to be given back (cluster_status.binding) */
     bool purge;      /* with DESIRED_REMOVED: delete the app's persistent data too */
 };
 
@@ -160,6 +161,7 @@ struct store_app_observed {
     int failures;
     int restarts;
     const char *last_exit; /* NULL clears it */
+    const char *binding;   /* NULL clears it */
 };
 int store_app_set_observed(struct store *store, const char *id,
                            const struct store_app_observed *observed, struct emp_error *err);
@@ -184,6 +186,16 @@ int store_recon_release(struct store *store, const char *id, const char *holder,
 /* Moves the app's next check to now_ms if it was due later; an app that is gone stays gone. */
 int store_recon_expedite(struct store *store, const char *id, int64_t now_ms,
                          struct emp_error *err);
+/* Takes or renews, for ttl_ms, the lease that makes node the one emp-server that reconciles a
+ * backend of which there can be only one per Redis (kind "local"). -EBUSY when another node
+ * holds it: its name goes to ret_holder (holder_size bytes). */
+int store_node_claim(struct store *store, const char *kind, const char *node, int64_t ttl_ms,
+                     char *ret_holder, size_t holder_size, struct emp_error *err);
+/* Gives the lease up if node holds it. */
+int store_node_release(struct store *store, const char *kind, const char *node,
+                       struct emp_error *err);
+/* Makes every app due at now_ms (after a start of emp-server whose backend lost its state). */
+int store_recon_expedite_all(struct store *store, int64_t now_ms, struct emp_error *err);
 /* The earliest check time of any app, or -ENOENT when there are no apps. */
 int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_error *err);
 

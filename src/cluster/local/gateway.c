@@ -71,6 +71,8 @@ struct connection {
     struct flow down; /* backend -> client */
     uint32_t client_events, backend_events;
     struct connection *prev, *next; /* every connection, so that stopping frees them */
+    bool dead;                      /* ended; freed after the loop's turn (events may follow) */
+    struct connection *next_dead;
 };
 
 struct gateway {
@@ -84,7 +86,8 @@ struct gateway {
     pthread_mutex_t lock; /* listeners list and the close queue */
     pthread_cond_t done;
     struct gateway_listener *listeners;
-    struct connection *conns; /* loop thread only */
+    struct connection *conns;     /* loop thread only */
+    struct connection *graveyard; /* ended this turn, freed at its end */
     struct gateway_listener *to_close[64];
     size_t to_close_count;
     unsigned long closes_asked, closes_done;
@@ -168,10 +171,16 @@ static void listener_unref(struct gateway_listener *l)
 
 static void conn_free(struct gateway *g, struct connection *c)
 {
-    if (c->client_fd >= 0)
-        close(c->client_fd); /* closing removes it from the epoll set */
-    if (c->backend_fd >= 0)
+    /* out of the epoll set explicitly: a replica being forked this moment holds copies of our
+     * fds, and while a copy lives, close() alone would leave the registration in place */
+    if (c->client_fd >= 0) {
+        epoll_ctl(g->epfd, EPOLL_CTL_DEL, c->client_fd, NULL);
+        close(c->client_fd);
+    }
+    if (c->backend_fd >= 0) {
+        epoll_ctl(g->epfd, EPOLL_CTL_DEL, c->backend_fd, NULL);
         close(c->backend_fd);
+    }
     if (c->backend_port > 0)
         release_backend(c->listener, c->backend_port);
     free(c->up.pending);
@@ -183,8 +192,21 @@ static void conn_free(struct gateway *g, struct connection *c)
         g->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    free(c);
+    /* one epoll_wait batch may hold events of both sockets: the struct stays until its end */
+    c->dead = true;
+    c->client_fd = c->backend_fd = -1;
+    c->next_dead = g->graveyard;
+    g->graveyard = c;
     atomic_fetch_sub(&g->connections, 1);
+}
+
+static void bury(struct gateway *g)
+{
+    while (g->graveyard) {
+        struct connection *c = g->graveyard;
+        g->graveyard = c->next_dead;
+        free(c);
+    }
 }
 
 static void set_events(struct gateway *g, int fd, struct endpoint *ep, uint32_t *current,
@@ -428,6 +450,7 @@ static void *loop(void *arg)
     struct epoll_event events[EVENTS_PER_WAIT];
     for (;;) {
         int n = epoll_wait(g->epfd, events, EVENTS_PER_WAIT, -1);
+        bool woken = false;
         for (int i = 0; i < n; i++) {
             struct endpoint *ep = events[i].data.ptr;
             switch (ep->kind) {
@@ -435,20 +458,22 @@ static void *loop(void *arg)
                 uint64_t value;
                 ssize_t ignored = read(g->wake_fd, &value, sizeof(value));
                 (void)ignored;
-                close_pending(g);
+                woken = true; /* listeners are closed after the batch, like connections */
                 break;
             }
             case EP_LISTENER:
                 on_accept(g, ep->owner);
                 break;
             case EP_CLIENT:
-                on_event(g, ep->owner, true, events[i].events);
-                break;
             case EP_BACKEND:
-                on_event(g, ep->owner, false, events[i].events);
+                if (!((struct connection *)ep->owner)->dead)
+                    on_event(g, ep->owner, ep->kind == EP_CLIENT, events[i].events);
                 break;
             }
         }
+        bury(g);
+        if (woken)
+            close_pending(g);
         pthread_mutex_lock(&g->lock);
         bool stopping = g->stopping;
         pthread_mutex_unlock(&g->lock);
@@ -561,6 +586,7 @@ void gateway_stop(struct gateway *g)
     /* what is left: connections, then listeners */
     while (g->conns)
         conn_free(g, g->conns);
+    bury(g);
     struct gateway_listener *l = g->listeners;
     while (l) {
         struct gateway_listener *next = l->next_listener;

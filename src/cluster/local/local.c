@@ -74,7 +74,8 @@ struct replica {
     bool check_sent;
     char check_buf[64];
     size_t check_len;
-    char last_problem[256];
+    char last_problem[256]; /* what is wrong now (a probe's answer, a start that failed) */
+    char last_failure[320]; /* how its last failed run ended, "" before any */
     struct endpoint exit_ep, output_ep, check_ep;
     bool dead; /* freed at the end of the loop's turn: events may still point here */
     struct replica *next_dead;
@@ -93,6 +94,7 @@ struct lapp {
     int gateway_port;
     struct gateway_listener *listener;
     struct replica **replicas; /* by ordinal, SPEC_REPLICAS_MAX slots */
+    int span;                  /* slots from 0 that may be in use: replicas[span..] are NULL */
     int restarts;
     char last_exit[320];
     int last_ready; /* what was last told to the reconciler */
@@ -176,7 +178,7 @@ static void data_dir(const struct local *l, const struct lapp *a, int ordinal, c
 static int ready_count(const struct lapp *a)
 {
     int n = 0;
-    for (int i = 0; i < SPEC_REPLICAS_MAX; i++)
+    for (int i = 0; i < a->span; i++)
         if (a->replicas[i] && a->replicas[i]->state == R_READY && !a->replicas[i]->retire)
             n++;
     return n;
@@ -189,7 +191,7 @@ static void publish_backends(struct lapp *a)
         return;
     int ports[SPEC_REPLICAS_MAX];
     size_t n = 0;
-    for (int i = 0; i < SPEC_REPLICAS_MAX; i++) {
+    for (int i = 0; i < a->span; i++) {
         struct replica *r = a->replicas[i];
         if (r && r->state == R_READY && !r->retire)
             ports[n++] = r->port;
@@ -256,7 +258,9 @@ static void drain_output(struct local *l, struct replica *r)
 static void check_close(struct local *l, struct replica *r)
 {
     if (r->check_fd >= 0) {
-        close(r->check_fd); /* leaves the epoll set with it */
+        /* explicitly: a fork in progress holds a copy, which would keep it registered */
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, r->check_fd, NULL);
+        close(r->check_fd);
         r->check_fd = -1;
     }
 }
@@ -482,7 +486,6 @@ static void replica_start(struct local *l, struct replica *r, int64_t now)
     if (found < 0) {
         snprintf(r->last_problem, sizeof(r->last_problem), "could not be started: '%.200s' %s",
                  a->spec->command[0], found == -EACCES ? "is not executable" : "is not found");
-        snprintf(a->last_exit, sizeof(a->last_exit), "replica %d %s", r->ordinal, r->last_problem);
         goto retry;
     }
     envp = build_env(l, r, stateful ? data : NULL);
@@ -516,10 +519,12 @@ static void replica_start(struct local *l, struct replica *r, int64_t now)
     epoll_add(l, r->child.pidfd, &r->exit_ep, EPOLLIN);
     r->state = R_STARTING;
     r->started_ms = now;
-    r->next_ms = now + START_CHECK_MS / 2;
+    r->next_ms = now + 5; /* a process takes a few ms to listen */
     return;
 retry:
     r->failures++;
+    snprintf(a->last_exit, sizeof(a->last_exit), "replica %d %s", r->ordinal, r->last_problem);
+    snprintf(r->last_failure, sizeof(r->last_failure), "%s", a->last_exit);
 wait:
     if (pipe_fds[0] >= 0) {
         close(pipe_fds[0]);
@@ -552,8 +557,10 @@ static void replica_free(struct local *l, struct replica *r)
     check_close(l, r);
     if (r->out_fd >= 0) {
         drain_output(l, r);
-        if (r->out_fd >= 0)
+        if (r->out_fd >= 0) {
+            epoll_ctl(l->epfd, EPOLL_CTL_DEL, r->out_fd, NULL);
             close(r->out_fd);
+        }
     }
     if (r->log_fd >= 0)
         close(r->log_fd);
@@ -572,6 +579,7 @@ static void replica_exited(struct local *l, struct replica *r)
     bool asked = r->state == R_STOPPING;
     if (r->out_fd >= 0)
         drain_output(l, r);
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, r->child.pidfd, NULL);
     spawn_reap(&r->child, how, sizeof(how), &clean);
     check_close(l, r);
     struct lapp *a = r->app;
@@ -592,6 +600,7 @@ static void replica_exited(struct local *l, struct replica *r)
                      r->last_problem);
         else
             snprintf(a->last_exit, sizeof(a->last_exit), "replica %d %s", r->ordinal, how);
+        snprintf(r->last_failure, sizeof(r->last_failure), "%s", a->last_exit);
         char quoted[400];
         log_msg(LOG_WARN, "replica ended, restarting", "app=%s replica=%d how=%s restarts=%d",
                 a->id, r->ordinal, log_quote(quoted, sizeof(quoted), a->last_exit + 0),
@@ -612,7 +621,9 @@ static void converge_app(struct local *l, struct lapp *a, int64_t now)
 {
     int want = a->stopped || a->removing ? 0 : a->desired;
     bool drained = false;
-    for (int i = 0; i < SPEC_REPLICAS_MAX; i++) {
+    if (want > a->span)
+        a->span = want;
+    for (int i = 0; i < a->span; i++) {
         struct replica *r = a->replicas[i];
         if (i < want && !r) {
             r = calloc(1, sizeof(*r));
@@ -641,6 +652,8 @@ static void converge_app(struct local *l, struct lapp *a, int64_t now)
     }
     if (drained)
         publish_backends(a);
+    while (a->span > 0 && !a->replicas[a->span - 1])
+        a->span--;
 }
 
 static void run_timers(struct local *l, int64_t now, int64_t *ret_next)
@@ -649,7 +662,7 @@ static void run_timers(struct local *l, int64_t now, int64_t *ret_next)
     for (size_t i = 0; i < l->napps; i++) {
         struct lapp *a = l->apps[i];
         converge_app(l, a, now);
-        for (int k = 0; k < SPEC_REPLICAS_MAX; k++) {
+        for (int k = 0; k < a->span; k++) {
             struct replica *r = a->replicas[k];
             if (!r)
                 continue;
@@ -717,7 +730,7 @@ static void *event_loop(void *arg)
         for (size_t i = 0; i < l->napps;) {
             struct lapp *a = l->apps[i];
             bool empty = true;
-            for (int k = 0; k < SPEC_REPLICAS_MAX && empty; k++)
+            for (int k = 0; k < a->span && empty; k++)
                 empty = a->replicas[k] == NULL;
             if (a->removing && empty) {
                 l->apps[i] = l->apps[--l->napps];
@@ -730,7 +743,7 @@ static void *event_loop(void *arg)
         }
         bool idle = true;
         for (size_t i = 0; i < l->napps && idle; i++)
-            for (int k = 0; k < SPEC_REPLICAS_MAX && idle; k++)
+            for (int k = 0; k < l->apps[i]->span && idle; k++)
                 idle = l->apps[i]->replicas[k] == NULL;
         pthread_mutex_unlock(&l->lock);
         if (stopping && idle)
@@ -841,7 +854,8 @@ static int local_deploy(void *state, const struct cluster_app *app, struct emp_e
         a->last_ready = -1;
         created = true;
     }
-    r = ports_reserve(l->ports, a->id, GATEWAY_HOST, &a->gateway_port, err);
+    int hint = app->binding ? atoi(app->binding) : 0;
+    r = ports_reserve(l->ports, a->id, GATEWAY_HOST, hint, &a->gateway_port, err);
     if (r == 0)
         r = open_listener(l, a, err);
     if (r < 0) {
@@ -987,13 +1001,14 @@ static int local_status(void *state, const struct cluster_app *app, struct clust
     st->replicas_desired = a->stopped ? 0 : a->desired;
     st->replicas_ready = ready_count(a);
     st->restarts = a->restarts;
+    snprintf(st->binding, sizeof(st->binding), "%d", a->gateway_port);
     snprintf(st->last_exit, sizeof(st->last_exit), "%s", a->last_exit);
     if (!a->stopped)
         snprintf(st->address, sizeof(st->address), "%s:%d", GATEWAY_HOST, a->gateway_port);
     /* why replicas are not ready: the first that has a problem says it */
     int waiting = 0;
     const struct replica *troubled = NULL;
-    for (int i = 0; i < a->desired && i < SPEC_REPLICAS_MAX; i++) {
+    for (int i = 0; i < a->desired && i < a->span; i++) {
         const struct replica *r = a->replicas[i];
         if (r && r->state != R_READY) {
             waiting++;
@@ -1001,16 +1016,20 @@ static int local_status(void *state, const struct cluster_app *app, struct clust
                 troubled = r;
         }
     }
-    if (troubled) {
+    if (troubled && troubled->failures > 0) {
+        /* it failed before: how it failed says more than what the new attempt sees so far */
         int64_t in_ms = troubled->next_ms - time_mono_ms();
-        if (troubled->state == R_WAITING && troubled->failures > 0)
-            snprintf(st->reason, sizeof(st->reason), "%s; %d restarts, next try in %.1f s",
-                     a->last_exit[0] ? a->last_exit : troubled->last_problem, a->restarts,
-                     in_ms > 0 ? (double)in_ms / 1000.0 : 0.0);
+        const char *failure = troubled->last_failure[0] ? troubled->last_failure : a->last_exit;
+        if (troubled->state == R_WAITING)
+            snprintf(st->reason, sizeof(st->reason), "%s; %d restarts, next try in %.1f s", failure,
+                     a->restarts, in_ms > 0 ? (double)in_ms / 1000.0 : 0.0);
         else
-            snprintf(st->reason, sizeof(st->reason), "replica %d %s", troubled->ordinal,
-                     troubled->last_problem);
-        st->failed = st->replicas_ready == 0 && troubled->failures > 0;
+            snprintf(st->reason, sizeof(st->reason), "%s; %d restarts, trying again", failure,
+                     a->restarts);
+        st->failed = st->replicas_ready == 0;
+    } else if (troubled) {
+        snprintf(st->reason, sizeof(st->reason), "replica %d %s", troubled->ordinal,
+                 troubled->last_problem);
     } else if (waiting && !a->stopped) {
         snprintf(st->reason, sizeof(st->reason), "%d of %d replicas ready", st->replicas_ready,
                  a->desired);
@@ -1099,7 +1118,8 @@ static void local_destroy(void *state)
 
 const struct cluster_backend_ops cluster_local_ops = {
     .name = "local",
-    .caps = CLUSTER_CAP_STATEFUL | CLUSTER_CAP_NEEDS_COMMAND,
+    .caps = CLUSTER_CAP_STATEFUL | CLUSTER_CAP_NEEDS_COMMAND | CLUSTER_CAP_EPHEMERAL |
+            CLUSTER_CAP_SINGLE_NODE,
     .state_size = sizeof(struct local),
     .init = local_init,
     .destroy = local_destroy,

@@ -102,7 +102,15 @@ static bool bindable(const char *host, int port)
     return ok;
 }
 
-int ports_reserve(struct ports *p, const char *app_id, const char *host, int *ret_port,
+static bool held(const struct ports *p, int port)
+{
+    for (size_t i = 0; i < p->count; i++)
+        if (p->items[i].port == port)
+            return true;
+    return false;
+}
+
+int ports_reserve(struct ports *p, const char *app_id, const char *host, int hint, int *ret_port,
                   struct emp_error *err)
 {
     for (size_t i = 0; i < p->count; i++)
@@ -110,11 +118,9 @@ int ports_reserve(struct ports *p, const char *app_id, const char *host, int *re
             *ret_port = p->items[i].port;
             return 0;
         }
-    for (int port = p->min; port <= p->max; port++) {
-        bool taken = false;
-        for (size_t i = 0; i < p->count && !taken; i++)
-            taken = p->items[i].port == port;
-        if (taken || !bindable(host, port))
+    bool hint_usable = hint >= p->min && hint <= p->max && !held(p, hint) && bindable(host, hint);
+    for (int port = hint_usable ? hint : p->min; port <= p->max; port++) {
+        if (!(hint_usable && port == hint) && (held(p, port) || !bindable(host, port)))
             continue;
         int r = add(p, port, app_id);
         if (r < 0)

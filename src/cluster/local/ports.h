@@ -13,10 +13,11 @@ struct ports;
 int ports_open(const char *path, int min, int max, struct ports **ret_ports, struct emp_error *err);
 void ports_free(struct ports *ports);
 
-/* The port reserved for app_id, reserving a free one (the lowest that nobody holds and that can
- * be bound on host) if it has none. -ENOSPC with err when the range is used up. */
-int ports_reserve(struct ports *ports, const char *app_id, const char *host, int *ret_port,
-                  struct emp_error *err);
+/* The port reserved for app_id, reserving a free one if it has none: hint when it is in the range,
+ * free and bindable on host (the port the app had before), else the lowest such one. -ENOSPC with
+ * err when the range is used up. */
+int ports_reserve(struct ports *ports, const char *app_id, const char *host, int hint,
+                  int *ret_port, struct emp_error *err);
 /* Frees app_id's port. */
 void ports_release(struct ports *ports, const char *app_id);
 

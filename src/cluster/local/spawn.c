@@ -143,6 +143,7 @@ static void exec_replica(const struct spawn_request *req, int status_wr, pid_t s
 static void run_shim(const struct spawn_request *req, int status_wr, pid_t server)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_SET_NAME, "emp-shim"); /* what ps -o comm and top show for it */
     if (getppid() != server)
         _exit(127);
     setpgid(0, 0);
