@@ -6,13 +6,19 @@ on 127.0.0.1 (a free port), the emp binary with a private XDG_CONFIG_HOME. Betwe
 emp-server sits SpecProxy, which checks every response against api/openapi.yaml: a test class whose
 requests got a response that breaks the contract fails at its end.
 
+emp-server runs apps for real (the local backend): every app_spec() runs emp-testapp, every
+emp-server gets a --gateway-ports range that no other e2e test process uses (GatewayPorts) and a
+short --stop-grace, and stopping an emp-server makes sure that none of its replicas outlives it.
+
 The binaries and the spec come from the environment (tests/e2e/CMakeLists.txt sets them):
-EMP_SERVER_BIN, EMP_CLI_BIN, EMP_OPENAPI; EMP_E2E_COVERAGE_DIR, when set, receives the (operation,
-status) pairs this process saw.
+EMP_SERVER_BIN, EMP_CLI_BIN, EMP_TESTAPP_BIN, EMP_OPENAPI; EMP_E2E_COVERAGE_DIR, when set, receives
+the (operation, status) pairs this process saw.
 """
 
 import atexit
 import collections
+import errno
+import fcntl
 import hashlib
 import http.client
 import http.server
@@ -57,6 +63,14 @@ def cli_bin():
     return path
 
 
+def testapp_bin():
+    """emp-testapp (tests/apps/testapp.c): the app that the specs of these tests run."""
+    path = need_env("EMP_TESTAPP_BIN")
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"the test app {path} is not built")
+    return path
+
+
 def clean_env(**extra):
     """The environment of a child: ours without EMP_* settings, plus extra (None removes)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMP_")}
@@ -69,14 +83,16 @@ def clean_env(**extra):
 
 
 def wait_until(predicate, timeout=WAIT_S, interval=0.05, what="the condition"):
-    """Polls predicate until it returns a true value, which is returned."""
+    """Polls predicate until it returns a true value, which is returned. what names the
+    condition in the failure; a callable what is asked at the time of the failure."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for "
+                                 f"{what() if callable(what) else what}")
         time.sleep(interval)
 
 
@@ -113,6 +129,161 @@ def kill_group(proc, sig=signal.SIGKILL):
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# ---- processes, as the process table shows them ----
+
+
+def _proc_read(pid, name):
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:  # gone, or not ours to read
+        return None
+
+
+def pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def app_processes(app_id):
+    """Live processes whose environment has EMP_APP_ID=app_id: the app's replicas."""
+    needle = f"EMP_APP_ID={app_id}".encode()
+    found = []
+    for pid in pids():
+        raw = _proc_read(pid, "environ")
+        if raw and needle in raw.split(b"\0") and process_alive(pid):
+            found.append(pid)
+    return found
+
+
+def processes_in(directory):
+    """Live processes whose working directory is in directory (replicas run in the state dir)."""
+    directory = os.path.realpath(directory)
+    found = []
+    for pid in pids():
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if (cwd == directory or cwd.startswith(directory + os.sep)) and process_alive(pid):
+            found.append(pid)
+    return found
+
+
+def children(pid):
+    """The live child processes of pid."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        raw = _proc_read(pid, f"task/{tid}/children") or b""
+        found += [int(x) for x in raw.split()]
+    return [c for c in found if process_alive(c)]
+
+
+def listening(port, host="127.0.0.1"):
+    """True when a TCP socket listens on host:port (from /proc/net/tcp, not by connecting)."""
+    want = "%08X:%04X" % (int.from_bytes(socket.inet_aton(host), "little"), port)
+    any_addr = "00000000:%04X" % port
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[1] in (want, any_addr):
+                return True
+    return False
+
+
+def connection_refused(address, timeout=5):
+    """True when a TCP connection to "host:port" is refused."""
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+# ---- gateway ports ----
+
+PORT_UNIT = 16
+
+
+def _gateway_port_span():
+    """Where gateway ranges come from: below the ephemeral range (replica ports and outgoing
+    connections come from there) and above the ports tests/unit/test_local.c uses (20000-27999)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_low, eph_high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        eph_low, eph_high = 32768, 60999
+    if eph_low - 28000 >= 64 * PORT_UNIT:
+        return 28000, eph_low
+    return eph_high + 1, 65536
+
+
+class GatewayPorts:
+    """count ports for one emp-server's --gateway-ports: units of PORT_UNIT ports, each held with
+    an flock on a file in a directory every e2e test process shares, so no two test processes
+    running at once (ctest -j) get one port; and nothing listens on any of them when taken. The
+    locks stay until this process exits: a restarted emp-server keeps its range."""
+
+    LOCK_DIR = os.path.join(tempfile.gettempdir(), "emp-e2e-gateway-ports")
+
+    def __init__(self, count=PORT_UNIT):
+        units = -(-count // PORT_UNIT)
+        low, high = _gateway_port_span()
+        starts = list(range(low, high - units * PORT_UNIT + 1, PORT_UNIT))
+        os.makedirs(self.LOCK_DIR, exist_ok=True)
+        rng = secrets.SystemRandom()
+        rng.shuffle(starts)
+        for start in starts:
+            fds = self._lock(start, units)
+            if fds is None:
+                continue
+            ports = range(start, start + units * PORT_UNIT)
+            if all(self._bindable(p) for p in ports):
+                self.fds, self.min, self.max = fds, start, start + count - 1
+                return
+            for fd in fds:
+                os.close(fd)
+        raise AssertionError(f"no {count} free gateway ports in {low}-{high - 1}")
+
+    def _lock(self, start, units):
+        fds = []
+        for unit in range(units):
+            path = os.path.join(self.LOCK_DIR, f"{start + unit * PORT_UNIT}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                for held in fds:
+                    os.close(held)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return None
+                raise
+            fds.append(fd)
+        return fds
+
+    @staticmethod
+    def _bindable(port):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    @property
+    def arg(self):
+        return f"{self.min}-{self.max}"
+
+    def __contains__(self, port):
+        return self.min <= port <= self.max
 
 
 # ---- Redis ----
@@ -219,19 +390,31 @@ def session_key(token):
 
 
 class EmpServer:
-    """emp-server on 127.0.0.1 with a free port; its stderr (the log) is kept in a buffer."""
+    """emp-server on 127.0.0.1 with a free port; its stderr (the log) is kept in a buffer.
+
+    Unless args say otherwise it gets gateway_ports ports of its own (GatewayPorts, kept across
+    restarts) and --stop-grace 1s, so that stopping apps is quick. env adds to its environment."""
 
     LISTENING = re.compile(r"msg=listening url=http://127\.0\.0\.1:(\d+)")
+    REPLICAS_GONE_S = 10
 
-    def __init__(self, state_dir, redis_url=None, args=()):
+    def __init__(self, state_dir, redis_url=None, args=(), gateway_ports=PORT_UNIT, env=None):
         self.state_dir = state_dir
         self.redis_url = redis_url
         self.args = list(args)
+        self.env = dict(env or {})
+        self.gateway_ports = None
+        if "--gateway-ports" not in self.args:
+            self.gateway_ports = GatewayPorts(gateway_ports)
+            self.args += ["--gateway-ports", self.gateway_ports.arg]
+        if "--stop-grace" not in self.args:
+            self.args += ["--stop-grace", "1s"]
         self.proc = None
         self.port = None
         self._lines = []
         self._lock = threading.Lock()
         self._reader = None
+        self._asked_to_exit = False
 
     @property
     def url(self):
@@ -246,9 +429,10 @@ class EmpServer:
         listening = threading.Event()
         self._lines = []
         self.port = None
+        self._asked_to_exit = False
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True,
-                                     env=clean_env())
+                                     env=clean_env(**self.env))
 
         def read(stream):
             for raw in iter(stream.readline, b""):
@@ -286,6 +470,7 @@ class EmpServer:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig):
+        self._asked_to_exit = True
         self.proc.send_signal(sig)
 
     def wait(self, timeout):
@@ -295,8 +480,45 @@ class EmpServer:
 
     def kill(self):
         """SIGKILL: the crash case."""
+        self._asked_to_exit = True
         self.proc.kill()
         return self.wait(10)
+
+    def replicas(self):
+        """The live processes that run in this server's state directory (but its embedded
+        redis-server): its apps' replicas."""
+        return [p for p in processes_in(self.state_dir) if p != self.embedded_redis_pid()]
+
+    def reap_replicas(self):
+        """Once emp-server has exited: waits a while for its replicas to end (they end with it),
+        then kills any that did not and fails, so that no test leaves a process behind."""
+        deadline = time.monotonic() + self.REPLICAS_GONE_S
+        left = self.replicas()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = self.replicas()
+        if not left:
+            return
+        described = {pid: (_proc_read(pid, "cmdline") or b"").replace(b"\0", b" ").decode(
+            errors="replace") for pid in left}
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise AssertionError(f"replicas outlived emp-server by {self.REPLICAS_GONE_S} s and were "
+                             f"killed: {described}")
+
+    CRASH_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "double free",
+                     "corruption", "Segmentation fault")
+
+    def crash_report(self, size=3000):
+        """The part of the log that says how emp-server crashed: from a sanitizer's or glibc's
+        report when there is one, else the end."""
+        logs = self.logs()
+        found = [i for i in (logs.find(m) for m in self.CRASH_MARKERS) if i >= 0]
+        start = max(0, min(found) - 300) if found else max(0, len(logs) - size)
+        return logs[start:start + size]
 
     def embedded_redis_pid(self):
         try:
@@ -306,9 +528,12 @@ class EmpServer:
             return None
 
     def stop(self):
-        """SIGTERM, then SIGKILL after a grace period; also kills an embedded Redis left over."""
+        """SIGTERM, then SIGKILL after a grace period; also kills an embedded Redis left over.
+        Fails when emp-server had exited without being asked to (it crashed), with its log."""
         if self.proc is None:
             return None
+        crashed = self.proc.poll() is not None and not self._asked_to_exit
+        self._asked_to_exit = True
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -327,6 +552,10 @@ class EmpServer:
                     os.kill(pid, signal.SIGKILL)
             except (FileNotFoundError, ProcessLookupError):
                 pass
+        self.reap_replicas()
+        if crashed:
+            raise AssertionError(f"emp-server exited by itself, with {self.proc.returncode}; "
+                                 f"its log:\n{self.crash_report()}")
         return self.proc.returncode
 
 
@@ -671,7 +900,8 @@ class Api:
 
 
 def app_spec(app_name, **changes):
-    """A valid app spec (the thesis' example), with changes applied (None removes a field)."""
+    """A valid app spec (the thesis' example, whose command runs emp-testapp), with changes
+    applied (None removes a field)."""
     doc = {
         "name": app_name,
         "docker_image": "fcribeiro/songs_ms:1.0",
@@ -683,7 +913,7 @@ def app_spec(app_name, **changes):
         "resources": {"cpu": "250m", "memory": "256Mi"},
         "replicas": {"min": 1, "max": 10, "initial": 2},
         "health_check": {"path": "/health"},
-        "command": ["python3", "app.py"],
+        "command": [testapp_bin()],
     }
     for key, value in changes.items():
         if value is None:
@@ -693,10 +923,65 @@ def app_spec(app_name, **changes):
     return doc
 
 
+def wait_at_rest(client, app_id, quiet_s=0.5, timeout=WAIT_S):
+    """Waits until nothing will touch app_id's records on its own: none of its replicas is left
+    (a replica that ends changes the ready count, which makes the reconciler look again), no
+    reconciler holds its lease, and it is not due in the next 10 s; all that for quiet_s in a
+    row."""
+    since = [None]
+
+    def quiet():
+        due = client.zscore("emp:recon:due", app_id)
+        now = time.time() * 1000
+        ok = (not app_processes(app_id) and not client.exists(f"emp:lease:{app_id}")
+              and (due is None or due > now + 10000))
+        if not ok:
+            since[0] = None
+            return False
+        since[0] = since[0] or time.monotonic()
+        return time.monotonic() - since[0] >= quiet_s
+
+    wait_until(quiet, timeout, what=f"app {app_id} to be at rest")
+
+
 def settled(app):
     """The reconciler has acted on the latest change and the app is at rest (not deploying)."""
     return app["observed_generation"] == app["generation"] and app["state"] in (
         "running", "stopped", "failed")
+
+
+# ---- the apps, through their gateway ----
+
+
+def app_request(address, method="GET", path="/", timeout=5):
+    """One request to an app at address ("host:port"), on a connection of its own: (status, the
+    JSON body). Raises OSError (http.client's errors included) when there is no answer."""
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        return resp.status, doc
+    except http.client.HTTPException as e:
+        raise ConnectionError(f"{method} {path} at {address}: {e!r}") from e
+    finally:
+        conn.close()
+
+
+def replicas_seen(address, count, path="/"):
+    """GETs path count times: {replica: answers}; every answer must be 200."""
+    seen = collections.Counter()
+    for _ in range(count):
+        status, doc = app_request(address, "GET", path)
+        if status != 200:
+            raise AssertionError(f"GET {path} at {address} answered {status}: {doc}")
+        seen[doc["replica"]] += 1
+    return seen
 
 
 # ---- the CLI ----
@@ -770,11 +1055,12 @@ def make_tmpdir(add_cleanup):
     return tmp
 
 
-def start_stack(add_cleanup, server_args=()):
+def start_stack(add_cleanup, server_args=(), gateway_ports=PORT_UNIT, env=None):
     tmp = make_tmpdir(add_cleanup)
     redis_server = RedisServer(os.path.join(tmp, "redis")).start()
     add_cleanup(redis_server.stop)
-    server = EmpServer(os.path.join(tmp, "state"), redis_server.url, server_args)
+    server = EmpServer(os.path.join(tmp, "state"), redis_server.url, server_args,
+                       gateway_ports=gateway_ports, env=env)
     add_cleanup(server.stop)
     server.start()
     proxy = SpecProxy(server.port)

@@ -59,7 +59,7 @@ def metric(kind, values):
     return [{"metric": kind, "values": values}]
 
 
-def rows(app_id, app_name, app_min, app_max):
+def rows(app_id, app_name, app_min, app_max, not_executable):
     app = f"/v1/apps/{app_id}"
     qm = f"{app}/quality-metrics"
     scale_range = f"{app_min} to {app_max}"
@@ -185,6 +185,17 @@ def rows(app_id, app_name, app_min, app_max):
                 "program"),
         invalid("image reference invalid", {"docker_image": "Fcribeiro/Songs MS"},
                 "docker_image", "'Fcribeiro/Songs MS'", "[registry/]repository[:tag]"),
+        # what the cluster backend (local: it runs the command) refuses
+        invalid("image without command", {"command": None}, "command", "has no command",
+                "add \"command\"", "docker_image", code="missing_field"),
+        invalid("command not on PATH", {"command": ["no-such-program-e2e", "--x"]},
+                "command[0]", "'no-such-program-e2e'", "PATH"),
+        invalid("command path missing", {"command": ["/nonexistent/emp-e2e/app"]}, "command[0]",
+                "'/nonexistent/emp-e2e/app'", "does not exist"),
+        invalid("command relative path", {"command": ["./app.py"]}, "command[0]", "'./app.py'",
+                "relative path", "absolute path"),
+        invalid("command not executable", {"command": [not_executable]}, "command[0]",
+                f"'{not_executable}'", "not executable", "chmod +x"),
         # size, media type, authentication
         Row("body over 1 MiB", "POST", "/v1/apps",
             '{"name": "big", "port": 1, "command": ["' + "x" * ONE_MIB + '"]}', 413,
@@ -311,6 +322,10 @@ class BadInputTest(h.E2ETestCase):
             "--login-window", f"{LOGIN_WINDOW_S}s"])
         cls.api = cls.stack.api
         cls.redis = cls.stack.redis.client()
+        cls.not_executable = os.path.join(cls.stack.tmp, "app.py")
+        with open(cls.not_executable, "w") as f:
+            f.write("print('not executable')\n")
+        os.chmod(cls.not_executable, 0o644)
         cls.passwords = []
         # alice's account is called "alice" here: the "username taken" row sends it again
         cls.password = h.new_password()
@@ -321,9 +336,11 @@ class BadInputTest(h.E2ETestCase):
         # a stopped app is at rest: the reconciler leaves Redis alone until --resync (1 day)
         r = cls.api.request("POST", f"/v1/apps/{cls.app['id']}/stop", token=cls.tokens["alice"])
         assert r.status == 202, r
-        cls.app = cls.api.wait_app(cls.tokens["alice"], cls.app["id"],
-                                   lambda a: a["state"] == "stopped" and h.settled(a),
-                                   "the app to be stopped")
+        cls.api.wait_app(cls.tokens["alice"], cls.app["id"],
+                         lambda a: a["state"] == "stopped" and h.settled(a),
+                         "the app to be stopped")
+        h.wait_at_rest(cls.redis, cls.app["id"])
+        cls.app = cls.api.app(cls.tokens["alice"], cls.app["id"])
         # an expired session: Redis drops the key when its TTL ends, which PEXPIRE brings forward
         expired = cls.api.login("alice", cls.password)
         cls.redis.pexpire(h.session_key(expired), 1)
@@ -338,7 +355,8 @@ class BadInputTest(h.E2ETestCase):
 
     def test_each_bad_input_gets_its_error_and_changes_nothing(self):
         app = self.app
-        table = rows(app["id"], app["name"], app["replicas"]["min"], app["replicas"]["max"])
+        table = rows(app["id"], app["name"], app["replicas"]["min"], app["replicas"]["max"],
+                     self.not_executable)
         names = [r.name for r in table]
         self.assertEqual(len(names), len(set(names)), "row names must be unique")
         for row in table:

@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Concurrent changes never lose a write, also when they go to two emp-server processes that share
-one Redis (PRODUCT.md: several emp-server processes can share one Redis)."""
+one Redis (PRODUCT.md: several emp-server processes can share one Redis), and what runs on the
+local backend is what the app's record says, whichever of them took the request. With the local
+backend, whose replicas are one host's processes, one of them reconciles and the other serves
+only the API (--reconcile-workers 0); a second reconciling one is refused at start."""
 
 import os
 import sys
@@ -38,7 +41,8 @@ class ConcurrencyTest(h.E2ETestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.stack = h.start_stack(cls.addClassCleanup)
-        second = h.EmpServer(os.path.join(cls.stack.tmp, "state2"), cls.stack.redis.url)
+        second = h.EmpServer(os.path.join(cls.stack.tmp, "state2"), cls.stack.redis.url,
+                             args=["--reconcile-workers", "0"])
         cls.addClassCleanup(second.stop)
         second.start()
         proxy = h.SpecProxy(second.port)
@@ -86,11 +90,20 @@ class ConcurrencyTest(h.E2ETestCase):
                 last_scale = max(results[len(metrics):], key=lambda r: r.json["generation"])
                 self.assertEqual(now["replicas"]["desired"],
                                  last_scale.json["replicas"]["desired"])
+        # and the cluster runs the count of the last change
+        final = self.apis[1].wait_app(token, app["id"], lambda a: h.settled(a) and a["replicas"][
+            "ready"] == a["replicas"]["desired"], "the last count to be ready", timeout=40)
+        self.assertEqual(final["state"], "running")
+        h.wait_until(lambda: len(h.app_processes(app["id"])) == final["replicas"]["desired"],
+                     timeout=10, interval=0.1,
+                     what=lambda: f"{final['replicas']['desired']} replica processes, not "
+                                  f"{len(h.app_processes(app['id']))}")
 
     def test_concurrent_stops_and_starts_end_as_the_last_one_says(self):
         _, _, token = self.apis[0].new_user("dave")
         app = self.apis[0].deploy(token, h.app_spec("songs-ms"))
         path = f"/v1/apps/{app['id']}"
+        addresses = set()
         for round_ in range(ROUNDS):
             with self.subTest(round=round_):
                 actions = ["stop", "start"] * 4
@@ -102,12 +115,56 @@ class ConcurrencyTest(h.E2ETestCase):
                 gens = sorted(r.json["generation"] for r in results)
                 self.assertEqual(gens, list(range(gens[0], gens[0] + len(actions))))
                 last = max(results, key=lambda r: r.json["generation"])
-                settled = self.apis[1].wait_app(token, app["id"], h.settled, "the reconciler")
+                settled = self.apis[1].wait_app(
+                    token, app["id"], lambda a: h.settled(a) and (
+                        a["state"] != "running"
+                        or a["replicas"]["ready"] == a["replicas"]["desired"]),
+                    "the reconciler")
                 self.assertEqual(settled["generation"], gens[-1])
                 self.assertEqual(settled["desired_state"], last.json["desired_state"])
-                self.assertEqual(settled["state"], {"stopped": "stopped",
-                                                    "running": "failed"}[
-                                                        settled["desired_state"]])
+                self.assertEqual(settled["state"], settled["desired_state"])
+                self.assertRunsAsRecorded(settled, addresses)
+
+    def assertRunsAsRecorded(self, app, addresses):
+        """What runs is what the app's record says, whichever emp-server acted last: a stopped
+        app has no replica process and no open gateway, a running one its replicas (once, not
+        once per emp-server) behind its address. addresses: every address it was seen at."""
+        def where():
+            """The app's replica processes and the directory each runs in (whose state dir)."""
+            found = {}
+            for pid in h.app_processes(app["id"]):
+                try:
+                    found[pid] = os.readlink(f"/proc/{pid}/cwd")
+                except OSError:
+                    pass
+            return found
+
+        if app["state"] == "stopped":
+            h.wait_until(lambda: not h.app_processes(app["id"]), timeout=5, interval=0.1,
+                         what=lambda: f"the replicas of the stopped app to end (running: "
+                                      f"{where()})")
+            for address in addresses:
+                self.assertTrue(h.connection_refused(address),
+                                f"the stopped app's gateway {address} accepts connections")
+            return
+        self.assertIsNotNone(app["address"])
+        addresses.add(app["address"])
+        desired = app["replicas"]["desired"]
+        h.wait_until(lambda: len(h.app_processes(app["id"])) == desired, timeout=5,
+                     interval=0.1, what=lambda: f"{desired} replica processes of the running "
+                                                f"app (running: {where()})")
+        status, body = h.app_request(app["address"])
+        self.assertEqual((status, body["app"]), (200, app["id"]))
+
+    def test_a_second_reconciling_server_is_refused(self):
+        third = h.EmpServer(os.path.join(self.stack.tmp, "state3"), self.stack.redis.url)
+        # stopped only if it did start, against this test's expectation
+        self.addCleanup(lambda: third.proc and third.proc.poll() is None and third.stop())
+        with self.assertRaises(AssertionError) as refused:
+            third.start()
+        message = str(refused.exception)
+        self.assertIn("another emp-server", message)
+        self.assertIn("--reconcile-workers 0", message)
 
     def test_one_name_deployed_at_once_gives_one_app(self):
         _, _, token = self.apis[0].new_user("bob")

@@ -160,20 +160,32 @@ class FlowTest(CliTestCase):
         users_id = self.api.app(token, "users-ms")["id"]
         self.assertIn("users-ms", out)
         self.assertIn(users_id, out)
-        # --wait sees the app fail: no cluster backend is built yet
+        # --wait sees the app run: it exits 0 once every replica is ready, and the address serves
         result = self.emp(cli, "deploy", self.write(cli, "gw.json", h.app_spec("gateway-ms")),
-                          "--wait", "--timeout", "60s", code=1)
-        failed = self.api.app(token, "gateway-ms")
+                          "--wait", "--timeout", "60s")
+        running = self.api.app(token, "gateway-ms")
+        self.assertEqual(running["state"], "running")
+        self.assertEqual(running["replicas"]["ready"], running["replicas"]["desired"])
+        self.assertIn(running["address"], result.out, "deploy --wait prints the address")
+        self.assertRegex(result.err, rf"running\b.*\b{running['replicas']['desired']}/"
+                         rf"{running['replicas']['desired']}\b",
+                         "progress shows the state and ready/desired replicas")
+        status, body = h.app_request(running["address"])
+        self.assertEqual((status, body["app"]), (200, running["id"]), "the gateway serves the app")
+        # --wait sees an app fail whose command exits at once, and prints why
+        crashing = h.app_spec("crash-ms", command=[h.testapp_bin(), "--exit-at-start", "3"])
+        result = self.emp(cli, "deploy", self.write(cli, "crash.json", crashing), "--wait",
+                          "--timeout", "60s", code=1)
+        failed = self.api.app(token, "crash-ms")
         self.assertEqual(failed["state"], "failed")
-        self.assertIn("'local'", failed["reason"])
-        self.assertIn("not available", failed["reason"])
-        self.assertIn(failed["reason"], result.err, "deploy --wait prints the reason")
+        self.assertIn("exited with status 3", failed["reason"])
+        self.assertIn("exited with status 3", result.err, "deploy --wait prints the reason")
         self.assertRegex(result.err, rf"failed\b.*\b0/{failed['replicas']['desired']}\b",
                          "progress shows the state and ready/desired replicas")
 
         # REQ-13: list, as a table and as JSON
         apps = {a: self.api.wait_app(token, a, h.settled, "the reconciler")
-                for a in ("songs-ms", "users-ms", "gateway-ms")}
+                for a in ("songs-ms", "users-ms", "gateway-ms", "crash-ms")}
         lines = self.emp(cli, "list").out.splitlines()
         header = lines[0]
         self.assertEqual(header.split(), ["NAME", "ID", "STATE", "READY", "ADDRESS"])
@@ -182,16 +194,22 @@ class FlowTest(CliTestCase):
             self.assertEqual(len(row), 1, f"{app_name} in {lines}")
             self.assertEqual(row[0][header.index("ID"):].split()[0], a["id"], "aligned ID")
             self.assertEqual(row[0][header.index("STATE"):].split()[0], a["state"])
+            self.assertEqual(row[0][header.index("READY"):].split()[0],
+                             f"{a['replicas']['ready']}/{a['replicas']['desired']}")
+            self.assertEqual(row[0][header.index("ADDRESS"):].split()[0], a["address"] or "-",
+                             "the gateway address")
         self.assertEqual(len(lines), 1 + len(apps))
         listed = json.loads(self.emp(cli, "list", "-o", "json").out)
         self.assertEqual(sorted(a["id"] for a in listed["apps"]),
                          sorted(a["id"] for a in apps.values()))
 
         # REQ-9: info by id and by name
+        songs_address = apps["songs-ms"]["address"]
         for ref in (app_id, "songs-ms"):
             out = self.emp(cli, "info", ref).out
             self.assertKeyValue(out, app_id, f"info {ref}")
             self.assertKeyValue(out, "songs-ms", f"info {ref}")
+            self.assertKeyValue(out, songs_address, f"info {ref}")
             self.assertEqual(json.loads(self.emp(cli, "-o", "json", "info", ref).out)["id"],
                              app_id)
 
@@ -206,6 +224,9 @@ class FlowTest(CliTestCase):
         # scale within and outside the app's range
         self.emp(cli, "scale", "songs-ms", "3")
         self.assertEqual(self.api.app(token, app_id)["replicas"]["desired"], 3)
+        self.api.wait_app(token, app_id, lambda a: a["replicas"]["ready"] == 3
+                          and a["state"] == "running", "3 ready replicas")
+        self.assertEqual(len(h.app_processes(app_id)), 3, "3 replica processes")
         limits = self.api.app(token, app_id)["replicas"]
         err = self.emp(cli, "scale", app_id, str(limits["max"] + 1), code=1).err
         self.assertIn(f"{limits['min']} to {limits['max']}", err)
@@ -217,6 +238,8 @@ class FlowTest(CliTestCase):
         self.assertIn(app_id, out)
         self.api.wait_app(token, app_id, lambda a: a["state"] == "stopped" and h.settled(a),
                           "the app to stop")
+        self.assertTrue(h.connection_refused(songs_address), "a stopped app's gateway is closed")
+        h.wait_until(lambda: not h.app_processes(app_id), what="the replicas to end")
         stopped = self.api.app(token, app_id)
         self.assertEqual(json.loads(self.emp(cli, "info", app_id, "-o", "json").out), stopped,
                          "-o json prints the server's body")
@@ -230,6 +253,11 @@ class FlowTest(CliTestCase):
         self.assertEqual(self.api.app(token, app_id)["desired_state"], "stopped")
         self.emp(cli, "start", "songs-ms")
         self.assertEqual(self.api.app(token, app_id)["replicas"]["desired"], 4)
+        started = self.api.wait_app(token, app_id, lambda a: a["state"] == "running"
+                                    and a["replicas"]["ready"] == 4 and h.settled(a),
+                                    "the app to run 4 replicas")
+        self.assertEqual(started["address"], songs_address, "the same address after a start")
+        self.assertEqual(h.app_request(songs_address)[0], 200)
 
         # REQ-14: where the traces are
         tracing = self.api.request("GET", f"/v1/apps/{app_id}/tracing", token=token).json
@@ -247,6 +275,8 @@ class FlowTest(CliTestCase):
         leftovers = {k: v for k, v in h.redis_snapshot(self.redis).items()
                      if app_id in k or app_id in repr(v)}
         self.assertEqual(leftovers, {}, "Redis still mentions the removed app")
+        self.assertEqual(h.app_processes(app_id), [], "replicas of the removed app")
+        self.assertTrue(h.connection_refused(songs_address), "the removed app's gateway")
 
         # REQ-2: log out, and the token is dead and forgotten
         self.emp(cli, "logout")
@@ -407,12 +437,16 @@ class FlowTest(CliTestCase):
                 self.assertEqual(urllib.parse.unquote(target[len("/v1/apps/"):]), ref)
 
     def test_list_follows_every_page(self):
-        cli = self.new_cli()
-        _, _, token = self.logged_in(cli)
         page = h.spec().doc["paths"]["/v1/apps"]["get"]["parameters"][0]["schema"]["default"]
         names = sorted(f"app-{i:03d}" for i in range(page + 5))
+        # a server of its own, with a gateway port for each of these apps
+        self.stack = h.start_stack(self.addCleanup, gateway_ports=len(names))
+        self.api = self.stack.api
+        cli = self.new_cli()
+        _, _, token = self.logged_in(cli)
         for name in names:
-            self.api.deploy(token, h.app_spec(name))
+            self.api.deploy(token, h.app_spec(name, replicas={"min": 1, "max": 10,
+                                                              "initial": 1}))
         rows = self.emp(cli, "list").out.splitlines()[1:]
         self.assertEqual([r.split()[0] for r in rows], names, "every app, in name order")
         # the pages the CLI walked, as the API gives them

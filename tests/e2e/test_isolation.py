@@ -54,8 +54,10 @@ class TwoUsers(h.E2ETestCase):
         app = cls.api.deploy(token, h.app_spec(name, replicas={"min": 1, "max": 4}))
         r = cls.api.request("POST", f"/v1/apps/{app['id']}/stop", token=token)
         assert r.status == 202, r
-        return cls.api.wait_app(token, app["id"], lambda a: a["state"] == "stopped"
-                                and h.settled(a), "the app to be stopped")
+        cls.api.wait_app(token, app["id"], lambda a: a["state"] == "stopped" and h.settled(a),
+                         "the app to be stopped")
+        h.wait_at_rest(cls.redis, app["id"])
+        return cls.api.app(token, app["id"])
 
 
 class IsolationTest(TwoUsers):
@@ -115,9 +117,10 @@ class IsolationTest(TwoUsers):
         self.assertEqual(tracing["service"], f"{self.alice}/owned-ms")
         h.wait_until(lambda: self.api.request("GET", f"/v1/apps/{app['id']}", token=token)
                      .status == 404, what="the removal")
+        self.assertEqual(h.app_processes(app["id"]), [], "the removed app left a replica")
         version = self.api.request("GET", "/v1/version")
         self.assertEqual(version.status, 200, version)
-        self.assertEqual(version.json["cluster"], {"backend": "local", "available": False})
+        self.assertEqual(version.json["cluster"], {"backend": "local", "available": True})
         bye = self.api.request("DELETE", "/v1/sessions/current", token=token)
         self.assertEqual((bye.status, bye.json), (200, {"logged_out": True}))
         self.assertError(self.api.request("GET", "/v1/apps", token=token), 401, "unauthorized")
