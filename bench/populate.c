@@ -17,8 +17,8 @@
 
 /* The spec of every app: the example of PRODUCT.md; only the name differs. */
 #define SPEC_FORMAT                                                                                \
-    "{\"name\":\"%s\",\"docker_image\":\"fcribeiro/songs_ms:1.0\",\"command\":[\"true\"],"     \
-    "\"stateless\":true,"             \
+    "{\"name\":\"%s\",\"docker_image\":\"fcribeiro/songs_ms:1.0\",\"command\":[\"true\"],"         \
+    "\"stateless\":true,"                                                                          \
     "\"port\":5000,\"envs\":[{\"name\":\"DB_HOST\",\"value\":\"songs-db\"}],"                      \
     "\"quality_metrics\":[{\"metric\":\"latency\",\"values\":\"p95 < 200ms\"}]}"
 
