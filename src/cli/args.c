@@ -21,7 +21,7 @@ const struct args_option args_options[ARGS__OPTION_COUNT] = {
                          .value_name = "FORMAT",
                          .global = true,
                          .help = "table (the default: for people) or json (the server's answer "
-                                 "as received, for scripts)"},
+                                 "as received, for scripts); emp graph also takes dot"},
     [ARGS_OPT_HELP] = {.name = "help",
                        .short_name = 'h',
                        .global = true,
@@ -44,6 +44,13 @@ const struct args_option args_options[ARGS__OPTION_COUNT] = {
     [ARGS_OPT_TIMEOUT] = {.name = "timeout",
                           .value_name = "DURATION",
                           .help = "how long --wait waits, e.g. 90s, 5m, 1h (default 5m)"},
+    [ARGS_OPT_WINDOW] = {.name = "window",
+                         .value_name = "DURATION",
+                         .help = "the time the numbers cover, up to now: a multiple of 10s up to "
+                                 "15m, or of 1m up to 1h (default 60s)"},
+    [ARGS_OPT_WATCH] = {.name = "watch",
+                        .help = "show the numbers again every 2 seconds, in place, until "
+                                "interrupted"},
 };
 
 static const struct args_operand app_operand = {"APP", ARGS_OPERAND_APP,
@@ -143,10 +150,30 @@ const struct args_command args_commands[ARGS__COMMAND_COUNT] = {
                       .operands = {app_operand},
                       .operands_min = 1,
                       .operands_max = 1,
-                      .summary = "Print the link to an app's traces",
-                      .description = "Prints the link to the app's traces in the Zipkin UI. The "
-                                     "app's spans must carry\nlocalEndpoint.serviceName "
-                                     "USERNAME/APPNAME (see -o json for the service name)."},
+                      .summary = "Show an app's tracing: its service, Zipkin link, last minutes",
+                      .description = "Prints the service name the app's spans must carry "
+                                     "(localEndpoint.serviceName\nUSERNAME/APPNAME), the link to "
+                                     "its traces in the Zipkin UI, and what its spans\nsaid over "
+                                     "the last 5 minutes."},
+    [ARGS_METRICS] = {.words = "metrics",
+                      .operands = {app_operand},
+                      .operands_min = 1,
+                      .operands_max = 1,
+                      .options = OPT(ARGS_OPT_WINDOW) | OPT(ARGS_OPT_WATCH),
+                      .summary = "Show an app's request rate, errors, latency and dependencies",
+                      .description =
+                          "Shows what the app's spans say over the window: requests and their "
+                          "rate (also per\nready replica), the error rate, latency percentiles, "
+                          "the time spent in the app's own\ncode, and the services it calls and "
+                          "is called by. Numbers end at the last whole\n10 s (or 1 min) "
+                          "bucket."},
+    [ARGS_GRAPH] = {.words = "graph",
+                    .options = OPT(ARGS_OPT_WINDOW),
+                    .summary = "Show the dependency graph of your services",
+                    .description = "Prints which of your services call which services, with "
+                                   "call counts, error rates\nand latency, over the window. "
+                                   "With -o dot, as a Graphviz graph:\n  emp graph -o dot | dot "
+                                   "-Tsvg > graph.svg"},
     [ARGS_COMPLETION] = {.words = "completion",
                          .operands = {{"SHELL", ARGS_OPERAND_SHELL, "bash or zsh"}},
                          .operands_min = 1,
@@ -403,14 +430,30 @@ static int check_values(const struct scanned *s, struct args_invocation *inv, st
     const char *format = s->values[ARGS_OPT_OUTPUT];
     if (format && strcmp(format, "json") == 0)
         inv->format = ARGS_FORMAT_JSON;
+    else if (format && strcmp(format, "dot") == 0 && inv->command == ARGS_GRAPH)
+        inv->format = ARGS_FORMAT_DOT;
+    else if (format && strcmp(format, "dot") == 0)
+        return failure_usage(fail, "-o dot is for `emp graph`: use -o table or -o json");
     else if (format && strcmp(format, "table") != 0)
-        return failure_usage(fail, "output format '%.100s' is not known: use -o table or -o json",
-                             format);
+        return failure_usage(fail, "output format '%.100s' is not known: use -o table or -o json%s",
+                             format, inv->command == ARGS_GRAPH ? " (or -o dot)" : "");
     inv->server = s->values[ARGS_OPT_SERVER];
     inv->username = s->values[ARGS_OPT_USERNAME];
     inv->password_stdin = s->seen[ARGS_OPT_PASSWORD_STDIN];
     inv->wait = s->seen[ARGS_OPT_WAIT];
     inv->purge = s->seen[ARGS_OPT_PURGE];
+    inv->window = s->values[ARGS_OPT_WINDOW];
+    inv->watch = s->seen[ARGS_OPT_WATCH];
+    if (inv->window) {
+        int64_t seconds;
+        if (time_parse_duration(inv->window, &seconds) < 0 || seconds < 10 || seconds > 3600)
+            return failure_usage(fail,
+                                 "--window '%.100s' is not valid: use a multiple of 10s up to 15m, "
+                                 "or of 1m up to 1h, such as 60s, 5m or 1h",
+                                 inv->window);
+    }
+    if (inv->watch && inv->format == ARGS_FORMAT_JSON)
+        return failure_usage(fail, "--watch shows a table: leave out -o json (or poll the API)");
     const char *timeout = s->values[ARGS_OPT_TIMEOUT];
     if (timeout) {
         int64_t seconds;

@@ -11,10 +11,11 @@
 
 #include "failure.h"
 
-#define ARGS_ARG_MAX      4096 /* the longest argument accepted */
-#define ARGS_COUNT_MAX    64   /* the most arguments accepted */
-#define ARGS_OPERANDS_MAX 3
-#define ARGS_DEFAULT_WAIT (5 * 60) /* seconds deploy --wait waits unless --timeout says */
+#define ARGS_ARG_MAX       4096 /* the longest argument accepted */
+#define ARGS_COUNT_MAX     64   /* the most arguments accepted */
+#define ARGS_OPERANDS_MAX  3
+#define ARGS_DEFAULT_WAIT  (5 * 60) /* seconds deploy --wait waits unless --timeout says */
+#define ARGS_WATCH_EVERY_S 2        /* metrics --watch refreshes this often */
 
 enum args_command_id {
     ARGS_NO_COMMAND = -1, /* only --help or --version */
@@ -31,6 +32,8 @@ enum args_command_id {
     ARGS_SCALE,
     ARGS_UPDATE_METRICS,
     ARGS_TRACING,
+    ARGS_METRICS,
+    ARGS_GRAPH,
     ARGS_COMPLETION,
     ARGS__COMMAND_COUNT
 };
@@ -45,6 +48,8 @@ enum args_option_id {
     ARGS_OPT_WAIT,
     ARGS_OPT_TIMEOUT,
     ARGS_OPT_PURGE,
+    ARGS_OPT_WINDOW,
+    ARGS_OPT_WATCH,
     ARGS__OPTION_COUNT
 };
 
@@ -85,7 +90,7 @@ struct args_command {
 extern const struct args_option args_options[ARGS__OPTION_COUNT];
 extern const struct args_command args_commands[ARGS__COMMAND_COUNT];
 
-enum args_format { ARGS_FORMAT_TABLE, ARGS_FORMAT_JSON };
+enum args_format { ARGS_FORMAT_TABLE, ARGS_FORMAT_JSON, ARGS_FORMAT_DOT /* emp graph only */ };
 
 /* A parsed command line. The strings point into argv and live as long as it does. */
 struct args_invocation {
@@ -102,6 +107,8 @@ struct args_invocation {
     bool wait;
     int64_t timeout_s; /* ARGS_DEFAULT_WAIT unless --timeout */
     bool purge;
+    const char *window; /* --window, or NULL (the server's default) */
+    bool watch;
 };
 
 /* Parses argv (options may come before, between and after the command words; "--" ends them).

@@ -1046,15 +1046,283 @@ static int cmd_update_metrics(struct ctx *c)
     return r;
 }
 
+/* ---- tracing ---- */
+
+/* "12.3 ms" for a number of milliseconds, "-" for null. */
+static void fmt_ms(const json_t *v, char *buf, size_t size)
+{
+    if (!json_is_number(v)) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    double ms = json_number_value(v);
+    if (ms >= 1000)
+        snprintf(buf, size, "%.2f s", ms / 1000);
+    else if (ms >= 100)
+        snprintf(buf, size, "%.0f ms", ms);
+    else
+        snprintf(buf, size, "%.3g ms", ms);
+}
+
+static double get_number(const json_t *obj, const char *key)
+{
+    return json_number_value(json_object_get(obj, key));
+}
+
+/* "p50 12 ms  p95 30 ms  p99 41 ms" of a latency object, into buf. */
+static void fmt_percentiles(const json_t *lat, char *buf, size_t size)
+{
+    static const char *const keys[] = {"p50", "p90", "p95", "p99"};
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < 4 && len < size; i++) {
+        const json_t *v = json_object_get(lat, keys[i]);
+        if (!v)
+            continue;
+        char ms[32];
+        fmt_ms(v, ms, sizeof(ms));
+        len += (size_t)snprintf(buf + len, size - len, "%s%s %s", len ? "   " : "", keys[i], ms);
+    }
+}
+
+/* A table of dependencies (an array of edges). */
+static int print_edges(struct ctx *c, const json_t *edges, const char *title)
+{
+    FILE *out = c->env->out;
+    fputs(title, out);
+    if (!json_array_size(edges)) {
+        fputs(" none\n", out);
+        return 0;
+    }
+    fputc('\n', out);
+    static const char *const headers[] = {"  SERVICE", "CALLS", "RATE", "ERRORS",
+                                          "P50",       "P95",   "P99"};
+    struct output_table *t;
+    if (output_table_new(headers, 7, &t) < 0)
+        return failure_failed(c->fail, -ENOMEM, "out of memory");
+    size_t i;
+    const json_t *e;
+    json_array_foreach(edges, i, e)
+    {
+        char service[300], calls[32], rate[32], errors[32], p50[32], p95[32], p99[32];
+        snprintf(service, sizeof(service), "  %s", or_dash(get_string(e, "service")));
+        snprintf(calls, sizeof(calls), "%lld", get_int(e, "calls"));
+        snprintf(rate, sizeof(rate), "%.3g/s", get_number(e, "rate_rps"));
+        snprintf(errors, sizeof(errors), "%.2f%%", 100 * get_number(e, "error_rate"));
+        const json_t *lat = json_object_get(e, "latency_ms");
+        fmt_ms(json_object_get(lat, "p50"), p50, sizeof(p50));
+        fmt_ms(json_object_get(lat, "p95"), p95, sizeof(p95));
+        fmt_ms(json_object_get(lat, "p99"), p99, sizeof(p99));
+        const char *cells[] = {service, calls, rate, errors, p50, p95, p99};
+        output_table_add(t, cells);
+    }
+    output_table_print(t, out);
+    output_table_free(t);
+    return 0;
+}
+
+static void print_metrics(struct ctx *c, const json_t *m)
+{
+    struct kv_block b = {0};
+    const json_t *replicas = json_object_get(m, "replicas");
+    char lat[200], self[200];
+    fmt_percentiles(json_object_get(m, "latency_ms"), lat, sizeof(lat));
+    fmt_percentiles(json_object_get(m, "self_time_ms"), self, sizeof(self));
+    kv_add(&b, "service", "%s", or_dash(get_string(m, "service")));
+    kv_add(&b, "window", "%llds, %s to %s", get_int(m, "window_s"), or_dash(get_string(m, "from")),
+           or_dash(get_string(m, "to")));
+    kv_add(&b, "requests", "%lld (%.3g/s)", get_int(m, "requests"), get_number(m, "rate_rps"));
+    const json_t *per = json_object_get(m, "rate_per_replica_rps");
+    if (json_is_number(per))
+        kv_add(&b, "per replica", "%.3g/s (%lld of %lld ready)", json_number_value(per),
+               get_int(replicas, "ready"), get_int(replicas, "desired"));
+    else
+        kv_add(&b, "per replica", "- (%lld of %lld ready)", get_int(replicas, "ready"),
+               get_int(replicas, "desired"));
+    kv_add(&b, "errors", "%lld (%.2f%%)", get_int(m, "errors"), 100 * get_number(m, "error_rate"));
+    kv_add(&b, "latency", "%s", lat[0] ? lat : "-");
+    kv_add(&b, "own code", "%s", self[0] ? self : "-");
+    kv_print_free(&b, c->env->out);
+    const json_t *deps = json_object_get(m, "dependencies");
+    print_edges(c, json_object_get(deps, "outgoing"), "calls out:");
+    print_edges(c, json_object_get(deps, "incoming"), "called by:");
+}
+
+static int metrics_path(struct ctx *c, char *path)
+{
+    char suffix[128] = "/metrics";
+    if (c->inv->window) {
+        strcat(suffix, "?window=");
+        if (client_append_segment(suffix, sizeof(suffix), c->inv->window) < 0)
+            return failure_usage(c->fail, "--window is too long");
+    }
+    return app_path(c, c->inv->operands[0], suffix, path);
+}
+
+static int cmd_metrics(struct ctx *c)
+{
+    char path[CLIENT_PATH_MAX];
+    int r = connect_to_server(c, true);
+    if (r < 0 || (r = metrics_path(c, path)) < 0)
+        return r;
+    bool in_place = c->inv->watch && isatty(fileno(c->env->out));
+    for (;;) {
+        struct client_response response = {0};
+        json_t *doc = NULL;
+        r = call(c, "GET", path, NULL, &response, &doc);
+        if (r < 0)
+            return r;
+        if (c->json) {
+            output_json(c->env->out, response.body, response.body_len);
+        } else {
+            if (in_place)
+                fputs("\033[H\033[2J", c->env->out); /* home, clear: the new numbers in place */
+            else if (c->inv->watch)
+                fputc('\n', c->env->out);
+            print_metrics(c, doc);
+        }
+        fflush(c->env->out);
+        json_decref(doc);
+        client_response_clear(&response);
+        if (!c->inv->watch)
+            return 0;
+        sleep_ms(ARGS_WATCH_EVERY_S * 1000);
+    }
+}
+
 static int cmd_tracing(struct ctx *c)
 {
     json_t *tracing = NULL;
     int r = app_call(c, "GET", "/tracing", NULL, &tracing);
     if (r == 0 && tracing) {
-        output_text(c->env->out, get_string(tracing, "link"));
-        fputc('\n', c->env->out);
+        const json_t *m = json_object_get(tracing, "summary");
+        struct kv_block b = {0};
+        char lat[200];
+        fmt_percentiles(json_object_get(m, "latency_ms"), lat, sizeof(lat));
+        kv_add(&b, "service", "%s", or_dash(get_string(tracing, "service")));
+        kv_add(&b, "traces", "%s", or_dash(get_string(tracing, "link")));
+        kv_add(&b, "last 5 minutes", "%lld requests (%.3g/s), %.2f%% errors",
+               get_int(m, "requests"), get_number(m, "rate_rps"),
+               100 * get_number(m, "error_rate"));
+        kv_add(&b, NULL, "latency %s", lat[0] ? lat : "-");
+        const json_t *deps = json_object_get(m, "dependencies");
+        kv_add(&b, NULL, "calls %zu service%s, called by %zu",
+               json_array_size(json_object_get(deps, "outgoing")),
+               json_array_size(json_object_get(deps, "outgoing")) == 1 ? "" : "s",
+               json_array_size(json_object_get(deps, "incoming")));
+        kv_print_free(&b, c->env->out);
     }
     json_decref(tracing);
+    return r;
+}
+
+/* A DOT identifier: quoted, with '"' and '\' escaped and control characters left out. */
+static void dot_quote(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fputc('\\', out);
+        if (*p >= 0x20)
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+static void print_graph_dot(struct ctx *c, const json_t *g)
+{
+    FILE *out = c->env->out;
+    fprintf(out, "digraph emp {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n");
+    size_t i;
+    const json_t *n;
+    json_array_foreach(json_object_get(g, "services"), i, n)
+    {
+        const char *service = get_string(n, "service");
+        char label[400], p95[32];
+        fmt_ms(json_object_get(json_object_get(n, "latency_ms"), "p95"), p95, sizeof(p95));
+        if (json_is_true(json_object_get(n, "emp_app")) && json_object_get(n, "requests"))
+            snprintf(label, sizeof(label), "%s\n%.3g req/s, p95 %s", or_dash(service),
+                     get_number(n, "rate_rps"), p95);
+        else
+            snprintf(label, sizeof(label), "%s", or_dash(service));
+        fputs("  ", out);
+        dot_quote(out, service);
+        fputs(" [label=", out);
+        dot_quote(out, label);
+        fputs(json_is_true(json_object_get(n, "emp_app")) ? "" : ", style=dashed", out);
+        fputs("];\n", out);
+    }
+    const json_t *e;
+    json_array_foreach(json_object_get(g, "calls"), i, e)
+    {
+        char label[200], p95[32];
+        fmt_ms(json_object_get(json_object_get(e, "latency_ms"), "p95"), p95, sizeof(p95));
+        snprintf(label, sizeof(label), "%lld calls, %.2f%% errors, p95 %s", get_int(e, "calls"),
+                 100 * get_number(e, "error_rate"), p95);
+        fputs("  ", out);
+        dot_quote(out, get_string(e, "from"));
+        fputs(" -> ", out);
+        dot_quote(out, get_string(e, "to"));
+        fputs(" [label=", out);
+        dot_quote(out, label);
+        fputs("];\n", out);
+    }
+    fputs("}\n", out);
+}
+
+static int print_graph_text(struct ctx *c, const json_t *g)
+{
+    FILE *out = c->env->out;
+    fprintf(out, "window: %llds, %s to %s\n", get_int(g, "window_s"),
+            or_dash(get_string(g, "from")), or_dash(get_string(g, "to")));
+    static const char *const headers[] = {"FROM", "TO", "CALLS", "RATE", "ERRORS", "P95"};
+    struct output_table *t;
+    if (output_table_new(headers, 6, &t) < 0)
+        return failure_failed(c->fail, -ENOMEM, "out of memory");
+    size_t i;
+    const json_t *e;
+    json_array_foreach(json_object_get(g, "calls"), i, e)
+    {
+        char calls[32], rate[32], errors[32], p95[32];
+        snprintf(calls, sizeof(calls), "%lld", get_int(e, "calls"));
+        snprintf(rate, sizeof(rate), "%.3g/s", get_number(e, "rate_rps"));
+        snprintf(errors, sizeof(errors), "%.2f%%", 100 * get_number(e, "error_rate"));
+        fmt_ms(json_object_get(json_object_get(e, "latency_ms"), "p95"), p95, sizeof(p95));
+        const char *cells[] = {
+            get_string(e, "from"), get_string(e, "to"), calls, rate, errors, p95};
+        output_table_add(t, cells);
+    }
+    if (output_table_rows(t))
+        output_table_print(t, out);
+    else
+        fputs("no calls between services in this window\n", out);
+    output_table_free(t);
+    if (json_is_true(json_object_get(g, "truncated")))
+        fputs("(only the first apps are shown)\n", out);
+    return 0;
+}
+
+static int cmd_graph(struct ctx *c)
+{
+    char path[CLIENT_PATH_MAX] = "/v1/graph";
+    if (c->inv->window) {
+        strcat(path, "?window=");
+        if (client_append_segment(path, sizeof(path), c->inv->window) < 0)
+            return failure_usage(c->fail, "--window is too long");
+    }
+    struct client_response response = {0};
+    json_t *doc = NULL;
+    int r = connect_to_server(c, true);
+    if (r < 0 || (r = call(c, "GET", path, NULL, &response, &doc)) < 0)
+        return r;
+    if (c->json)
+        output_json(c->env->out, response.body, response.body_len);
+    else if (c->inv->format == ARGS_FORMAT_DOT)
+        print_graph_dot(c, doc);
+    else
+        r = print_graph_text(c, doc);
+    json_decref(doc);
+    client_response_clear(&response);
     return r;
 }
 
@@ -1083,6 +1351,8 @@ static const command_fn commands[ARGS__COMMAND_COUNT] = {
     [ARGS_SCALE] = cmd_scale,
     [ARGS_UPDATE_METRICS] = cmd_update_metrics,
     [ARGS_TRACING] = cmd_tracing,
+    [ARGS_METRICS] = cmd_metrics,
+    [ARGS_GRAPH] = cmd_graph,
     [ARGS_COMPLETION] = cmd_completion,
 };
 

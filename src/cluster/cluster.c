@@ -114,6 +114,11 @@ int cluster_open(const char *name, const struct cluster_config *config,
                          cluster_known_names());
 }
 
+int cluster_open_unavailable(const char *name, struct cluster **ret_cluster)
+{
+    return open_handle(name, NULL, NULL, ret_cluster, NULL);
+}
+
 int cluster_open_ops(const struct cluster_backend_ops *ops, const struct cluster_config *config,
                      struct cluster **ret_cluster, struct emp_error *err)
 {

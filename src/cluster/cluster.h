@@ -42,6 +42,18 @@ struct cluster_status {
     char last_exit[CLUSTER_REASON_MAX]; /* how the last one ended, "" if none did */
 };
 
+/* How the Kubernetes backend reaches its cluster and shapes apps (see its flags). */
+struct cluster_kube_config {
+    const char *server;             /* --kube-server */
+    const char *token_file;         /* --kube-token-file */
+    const char *ca_file;            /* --kube-ca */
+    const char *kubeconfig;         /* --kubeconfig */
+    const char *context;            /* --kube-context */
+    const char *service_type;       /* LoadBalancer, NodePort or ClusterIP */
+    const char *volume_size;        /* each stateful replica's claim */
+    const char *apps_kafka_address; /* KAFKAADDRESS inside the cluster */
+};
+
 /* Settings every backend may read; each backend documents which it uses. 0 or NULL: the
  * backend's default. */
 struct cluster_config {
@@ -53,6 +65,7 @@ struct cluster_config {
     int gateway_max_connections; /* local: client connections of all gateways together */
     int stop_grace_ms;           /* SIGTERM, then SIGKILL after this long */
     int ready_timeout_ms;        /* a replica not ready by then has failed */
+    struct cluster_kube_config kube;
     /* Filled by cluster_open(): a backend calls changed(changed_token, app_id) when it sees an
      * app's status change by itself (a replica became ready, crashed), so that it is looked at
      * again at once. Safe from any thread; does not call back into the backend. */
@@ -99,6 +112,9 @@ struct cluster;
  * fails with the list of known ones. Free with cluster_close(). */
 int cluster_open(const char *name, const struct cluster_config *config,
                  struct cluster **ret_cluster, struct emp_error *err);
+/* A handle for a backend called name that this binary lacks: every call fails with
+ * cluster_unavailable saying so (what cluster_open gives for a backend not built; tests use it). */
+int cluster_open_unavailable(const char *name, struct cluster **ret_cluster);
 /* Opens a handle over given ops (tests drive the reconciler through a recording backend). */
 int cluster_open_ops(const struct cluster_backend_ops *ops, const struct cluster_config *config,
                      struct cluster **ret_cluster, struct emp_error *err);

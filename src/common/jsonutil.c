@@ -79,7 +79,9 @@ int jsonu_check_known(const json_t *obj, const char *const *known, const char *p
 
 char *jsonu_dump(const json_t *value)
 {
-    return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    /* 15 significant digits: what was computed, without binary noise (0.05, not
+     * 0.05000000000000001) */
+    return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 }
 
 static json_t *error_object(const struct emp_error *err)

@@ -27,6 +27,7 @@ struct api {
     char *zipkin_url;
     char *cluster_name;
     bool cluster_available;
+    struct traces *traces;
 };
 
 int api_new(struct store *store, struct auth *auth, struct apps *apps,
@@ -41,6 +42,7 @@ int api_new(struct store *store, struct auth *auth, struct apps *apps,
     a->zipkin_url = strdup(config->zipkin_url ? config->zipkin_url : "");
     a->cluster_name = strdup(config->cluster_name ? config->cluster_name : "");
     a->cluster_available = config->cluster_available;
+    a->traces = config->traces;
     if (!a->zipkin_url || !a->cluster_name) {
         api_free(a);
         return -ENOMEM;
@@ -598,24 +600,70 @@ static void h_app_metric(struct api *api, const struct http_request *req,
     json_decref(body);
 }
 
+static void respond_json_result(struct http_response *resp, int r, json_t *body,
+                                const struct emp_error *err)
+{
+    if (r < 0)
+        respond_error(resp, err);
+    else
+        respond(resp, 200, body);
+}
+
 static void h_app_tracing(struct api *api, struct http_response *resp,
                           const struct auth_principal *caller, const char *ref)
 {
     struct emp_error err = {0};
-    struct store_app *app;
-    if (apps_get(api->apps, caller, ref, &app, &err) < 0) {
+    json_t *body = NULL;
+    int r = traces_tracing(api->traces, caller, ref, &body, &err);
+    respond_json_result(resp, r, body, &err);
+}
+
+static void h_app_metrics(struct api *api, const struct http_request *req,
+                          struct http_response *resp, const struct auth_principal *caller,
+                          const char *ref)
+{
+    struct emp_error err = {0};
+    json_t *body = NULL;
+    int r = traces_metrics(api->traces, caller, ref, http_query(req, "window"), &body, &err);
+    respond_json_result(resp, r, body, &err);
+}
+
+static void h_graph(struct api *api, const struct http_request *req, struct http_response *resp,
+                    const struct auth_principal *caller)
+{
+    struct emp_error err = {0};
+    json_t *body = NULL;
+    int r = traces_graph(api->traces, caller, http_query(req, "window"), &body, &err);
+    respond_json_result(resp, r, body, &err);
+}
+
+static void h_tracing_status(struct api *api, struct http_response *resp)
+{
+    struct emp_error err = {0};
+    json_t *body = NULL;
+    int r = traces_status(api->traces, &body, &err);
+    respond_json_result(resp, r, body, &err);
+}
+
+/* Zipkin's collector endpoint: open like Zipkin's (instrumented apps send no credentials); a span
+ * can change only the numbers of the service it names. 202 as Zipkin answers, with what was taken
+ * (Zipkin's libraries read no body). */
+static void h_spans(struct api *api, const struct http_request *req, struct http_response *resp)
+{
+    struct emp_error err = {0};
+    size_t spans = 0, bad = 0;
+    if (traces_ingest(api->traces, req->content_type, req->content_encoding, req->body,
+                      req->body_len, &spans, &bad, &err) < 0) {
         respond_error(resp, &err);
         return;
     }
-    char service[2 * NAMES_LABEL_MAX + 2], encoded[3 * sizeof(service)], link[1024];
-    snprintf(service, sizeof(service), "%s/%s", app->owner, app->name);
-    encoded[0] = '\0';
-    textio_url_encode(encoded, sizeof(encoded), service); /* the '/' of the service name */
-    snprintf(link, sizeof(link), "%s/zipkin/?serviceName=%s", api->zipkin_url, encoded);
-    respond(resp, 200,
-            json_pack("{s:s, s:s, s:s, s:s}", "app_id", app->id, "service", service, "zipkin_url",
-                      api->zipkin_url, "link", link));
-    store_app_free(app);
+    respond(resp, 202,
+            json_pack("{s:I, s:I}", "spans", (json_int_t)spans, "bad_spans", (json_int_t)bad));
+}
+
+size_t api_body_limit(void *ctx, const char *method, const char *path)
+{
+    return strcmp(path, "/api/v2/spans") == 0 ? TRACES_BODY_MAX : HTTP_BODY_MAX;
 }
 
 /* ---- routing ---- */
@@ -694,6 +742,11 @@ void api_handle(void *ctx, const struct http_request *req, struct http_response 
         IS("GET") ? h_readyz(api, req, resp) : method_not_allowed(resp, "GET", req->method);
         return;
     }
+    if (n == 3 && strcmp(segs[0], "api") == 0 && strcmp(segs[1], "v2") == 0 &&
+        strcmp(segs[2], "spans") == 0) {
+        IS("POST") ? h_spans(api, req, resp) : method_not_allowed(resp, "POST", req->method);
+        return;
+    }
     if (n < 2 || strcmp(segs[0], "v1") != 0) {
         no_route(resp, req->path);
         return;
@@ -719,7 +772,19 @@ void api_handle(void *ctx, const struct http_request *req, struct http_response 
     }
 
     /* which endpoint, and is the method right, before authentication: 404/405 need no token */
-    enum { R_SESSION, R_APPS, R_APP, R_STOP, R_START, R_REPLICAS, R_METRIC, R_TRACING } route;
+    enum {
+        R_SESSION,
+        R_APPS,
+        R_APP,
+        R_STOP,
+        R_START,
+        R_REPLICAS,
+        R_METRIC,
+        R_TRACING,
+        R_METRICS,
+        R_GRAPH,
+        R_TRACING_STATUS
+    } route;
     const char *allow;
     if (n == 3 && strcmp(area, "sessions") == 0 && strcmp(segs[2], "current") == 0)
         route = R_SESSION, allow = "GET, DELETE";
@@ -735,6 +800,12 @@ void api_handle(void *ctx, const struct http_request *req, struct http_response 
         route = R_REPLICAS, allow = "PUT";
     else if (n == 4 && strcmp(area, "apps") == 0 && strcmp(segs[3], "tracing") == 0)
         route = R_TRACING, allow = "GET";
+    else if (n == 4 && strcmp(area, "apps") == 0 && strcmp(segs[3], "metrics") == 0)
+        route = R_METRICS, allow = "GET";
+    else if (n == 2 && strcmp(area, "graph") == 0)
+        route = R_GRAPH, allow = "GET";
+    else if (n == 2 && strcmp(area, "tracing") == 0)
+        route = R_TRACING_STATUS, allow = "GET";
     else if (n == 5 && strcmp(area, "apps") == 0 && strcmp(segs[3], "quality-metrics") == 0)
         route = R_METRIC, allow = "PUT";
     else {
@@ -776,6 +847,15 @@ void api_handle(void *ctx, const struct http_request *req, struct http_response 
         break;
     case R_TRACING:
         h_app_tracing(api, resp, &caller, segs[2]);
+        break;
+    case R_METRICS:
+        h_app_metrics(api, req, resp, &caller, segs[2]);
+        break;
+    case R_GRAPH:
+        h_graph(api, req, resp, &caller);
+        break;
+    case R_TRACING_STATUS:
+        h_tracing_status(api, resp);
         break;
     }
 }

@@ -8,11 +8,13 @@
 #include "auth.h"
 #include "http.h"
 #include "store.h"
+#include "traces.h"
 
 struct api_config {
     const char *zipkin_url;   /* base of the links `emp tracing` prints */
     const char *cluster_name; /* for /v1/version */
     bool cluster_available;
+    struct traces *traces; /* the tracing endpoints */
 };
 
 struct api;
@@ -24,6 +26,8 @@ void api_free(struct api *api);
 
 /* An http_handler_fn; ctx is the struct api. */
 void api_handle(void *ctx, const struct http_request *req, struct http_response *resp);
+/* An http_body_limit_fn: Zipkin's span endpoint takes larger bodies than the rest. */
+size_t api_body_limit(void *ctx, const char *method, const char *path);
 /* An http_error_fn: the API's error body for err. */
 void api_error(void *ctx, const struct emp_error *err, struct http_response *resp);
 

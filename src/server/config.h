@@ -18,7 +18,13 @@ struct server_config {
     char *cluster;
     char *scheduler_token_file; /* NULL: no scheduler credential */
     char *zipkin_url;
-    char *kafka_brokers; /* NULL until configured */
+    char *apps_zipkin_url; /* NULL: this emp-server's URL on the local backend, else none */
+    char *kafka_brokers;   /* NULL until configured */
+    char *kafka_topic;
+    char *kafka_group;
+    int64_t kafka_session_timeout_s;
+    int64_t trace_lateness_s;
+    int64_t trace_join_s;
     char *log_level;
     int threads;
     int64_t token_ttl_s;
@@ -34,6 +40,14 @@ struct server_config {
     int gateway_max_connections;
     int64_t stop_grace_s;
     int64_t ready_timeout_s;
+    char *kube_server; /* Kubernetes backend */
+    char *kube_token_file;
+    char *kube_ca;
+    char *kubeconfig;
+    char *kube_context;
+    char *kube_service_type;
+    char *kube_volume_size;
+    char *apps_kafka_address;
 };
 
 enum config_outcome { CONFIG_RUN, CONFIG_HELP, CONFIG_VERSION };

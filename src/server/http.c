@@ -31,6 +31,7 @@ struct http_server {
     int port;
     http_handler_fn handler;
     http_error_fn on_error;
+    http_body_limit_fn body_limit;
     void *ctx;
     atomic_int in_flight;
 };
@@ -40,6 +41,7 @@ struct request_state {
     size_t len;
     size_t cap;
     bool too_large;
+    size_t limit;
     struct timespec start;
     char request_id[HTTP_REQUEST_ID_MAX];
 };
@@ -139,16 +141,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
             new_request_id(rs->request_id);
         *con_cls = rs;
         atomic_fetch_add(&server->in_flight, 1);
+        rs->limit = server->body_limit ? server->body_limit(server->ctx, method, url) : 0;
+        if (rs->limit == 0)
+            rs->limit = HTTP_BODY_MAX;
         const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (length && strtoull(length, NULL, 10) > HTTP_BODY_MAX)
+        if (length && strtoull(length, NULL, 10) > rs->limit)
             rs->too_large = true;
         else
             return MHD_YES;
     }
     if (*upload_data_size > 0 && !rs->too_large) {
         size_t chunk = *upload_data_size;
-        if (rs->len + chunk > HTTP_BODY_MAX) {
+        if (rs->len + chunk > rs->limit) {
             rs->too_large = true;
             free(rs->body);
             rs->body = NULL;
@@ -179,8 +184,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     if (rs->too_large) {
         struct emp_error err = {0};
         emp_error_set(&err, -E2BIG, EMP_ERR_PAYLOAD_TOO_LARGE, NULL,
-                      "the request body is larger than %d bytes: send a smaller document",
-                      HTTP_BODY_MAX);
+                      "the request body is larger than %zu bytes: send a smaller document",
+                      rs->limit);
         server->on_error(server->ctx, &err, &resp);
     } else {
         struct http_request req = {
@@ -233,8 +238,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_msg(LOG_WARN, "http layer", "detail=%s", log_quote(quoted, sizeof(quoted), line));
 }
 
-static int open_listener(const struct http_config *config, int *ret_fd, int *ret_port,
-                         struct emp_error *err)
+int http_listen(const struct http_config *config, int *ret_fd, int *ret_port, struct emp_error *err)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -283,11 +287,17 @@ int http_start(const struct http_config *config, http_handler_fn handler, http_e
         return -ENOMEM;
     s->handler = handler;
     s->on_error = on_error;
+    s->body_limit = config->body_limit;
     s->ctx = ctx;
-    int r = open_listener(config, &s->listen_fd, &s->port, err);
-    if (r < 0) {
-        free(s);
-        return r;
+    if (config->listening) {
+        s->listen_fd = config->listen_fd;
+        s->port = config->listen_port;
+    } else {
+        int r = http_listen(config, &s->listen_fd, &s->port, err);
+        if (r < 0) {
+            free(s);
+            return r;
+        }
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO;

@@ -5,11 +5,12 @@
 #ifndef EMP_HTTP_H
 #define EMP_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "emp/error.h"
 
-#define HTTP_BODY_MAX       (1024 * 1024) /* larger bodies get 413 */
+#define HTTP_BODY_MAX       (1024 * 1024) /* larger bodies get 413, unless body_limit says */
 #define HTTP_REQUEST_ID_MAX 65
 
 struct http_request {
@@ -44,12 +45,25 @@ typedef void (*http_handler_fn)(void *ctx, const struct http_request *req,
  * shape; given by the API. Fills resp from err. */
 typedef void (*http_error_fn)(void *ctx, const struct emp_error *err, struct http_response *resp);
 
+/* The largest body a request may have, by its method and path (the default is HTTP_BODY_MAX). */
+typedef size_t (*http_body_limit_fn)(void *ctx, const char *method, const char *path);
+
 struct http_config {
     const char *host;
     int port; /* 0: any free port */
     int threads;
     int max_connections;
+    http_body_limit_fn body_limit; /* NULL: HTTP_BODY_MAX for every request */
+    bool listening;                /* listen_fd, bound to listen_port, is the socket to serve */
+    int listen_fd;
+    int listen_port;
 };
+
+/* Opens the listening socket of config's host and port, so that the port is known before the
+ * server starts (port 0 picks a free one). http_start takes the fd over. Returns 0, or -errno with
+ * err (the port is taken, the host does not resolve). */
+int http_listen(const struct http_config *config, int *ret_fd, int *ret_port,
+                struct emp_error *err);
 
 struct http_server;
 

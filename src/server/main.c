@@ -17,13 +17,16 @@
 #include "apps.h"
 #include "auth.h"
 #include "cluster.h"
+#include "collector.h"
 #include "config.h"
 #include "emp/log.h"
 #include "emp/timeutil.h"
 #include "http.h"
+#include "kafka.h"
 #include "reconciler.h"
 #include "redis_child.h"
 #include "store.h"
+#include "traces.h"
 
 #define DRAIN_MS      10000
 #define STORE_WAIT_MS 30000
@@ -151,6 +154,7 @@ int main(int argc, char **argv)
 
     int status = 1;
     int lock_fd = -1;
+    int listen_fd = -1;
     struct redis_child *redis = NULL;
     struct store *store = NULL;
     struct cluster *cluster = NULL;
@@ -159,10 +163,40 @@ int main(int argc, char **argv)
     struct apps *apps = NULL;
     struct api *api = NULL;
     struct http_server *http = NULL;
+    struct collector *collector = NULL;
+    struct kafka *kafka = NULL;
+    struct traces *traces = NULL;
 
     if (make_dirs(config.state_dir, &err) < 0 ||
         lock_state_dir(config.state_dir, &lock_fd, &err) < 0)
         goto out;
+    /* the port first: apps on the local backend are told this server's URL for their spans */
+    struct http_config http_config = {
+        .host = config.listen_host,
+        .port = config.listen_port,
+        .threads = config.threads,
+        .max_connections = config.max_connections,
+        .body_limit = api_body_limit,
+    };
+    if (http_listen(&http_config, &listen_fd, &http_config.listen_port, &err) < 0)
+        goto out;
+    http_config.listening = true;
+    http_config.listen_fd = listen_fd;
+    char own_url[300];
+    const char *apps_zipkin_url = config.apps_zipkin_url;
+    if (!apps_zipkin_url && strcmp(config.cluster, "local") == 0) {
+        const char *host = config.listen_host;
+        if (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+            host = "127.0.0.1";
+        bool v6 = strchr(host, ':') != NULL;
+        snprintf(own_url, sizeof(own_url), "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+                 http_config.listen_port);
+        apps_zipkin_url = own_url;
+    } else if (!apps_zipkin_url) {
+        /* On a cluster this process's address is not known to the pods: the Zipkin server,
+         * which collects spans over HTTP too, unless --apps-zipkin-url names emp-server. */
+        apps_zipkin_url = config.zipkin_url;
+    }
     const char *redis_url = config.redis_url;
     if (!redis_url) {
         if (redis_child_start(config.redis_server, config.state_dir, &redis, &err) < 0)
@@ -177,12 +211,23 @@ int main(int argc, char **argv)
     struct cluster_config cluster_config = {
         .state_dir = config.state_dir,
         .kafka_address = config.kafka_brokers,
-        .zipkin_url = config.zipkin_url,
+        .zipkin_url = apps_zipkin_url,
         .gateway_port_min = config.gateway_port_min,
         .gateway_port_max = config.gateway_port_max,
         .gateway_max_connections = config.gateway_max_connections,
         .stop_grace_ms = (int)(config.stop_grace_s * 1000),
         .ready_timeout_ms = (int)(config.ready_timeout_s * 1000),
+        .kube =
+            {
+                .server = config.kube_server,
+                .token_file = config.kube_token_file,
+                .ca_file = config.kube_ca,
+                .kubeconfig = config.kubeconfig,
+                .context = config.kube_context,
+                .service_type = config.kube_service_type,
+                .volume_size = config.kube_volume_size,
+                .apps_kafka_address = config.apps_kafka_address,
+            },
     };
     if (cluster_open(config.cluster, &cluster_config, &cluster, &err) < 0)
         goto out;
@@ -225,27 +270,47 @@ int main(int argc, char **argv)
     };
     if (apps_new(store, cluster, &apps_config, &apps) < 0)
         goto out;
+    struct collector_config collector_config = {
+        .store = store,
+        .lateness_s = config.trace_lateness_s,
+        .join_ms = config.trace_join_s * 1000,
+        .join_wait_ms = config.trace_join_s * 5000,
+    };
+    if (collector_new(&collector_config, &collector, &err) < 0)
+        goto out;
+    if (config.kafka_brokers && config.kafka_brokers[0]) {
+        struct kafka_config kafka_config = {
+            .brokers = config.kafka_brokers,
+            .topic = config.kafka_topic,
+            .group = config.kafka_group,
+            .session_timeout_ms = (int)(config.kafka_session_timeout_s * 1000),
+            .collector = collector,
+        };
+        if (kafka_start(&kafka_config, &kafka, &err) < 0)
+            goto out;
+    }
+    struct traces_config traces_config = {.zipkin_url = config.zipkin_url};
+    if (traces_new(store, apps, collector, kafka, &traces_config, &traces) < 0)
+        goto out;
     struct api_config api_config = {
         .zipkin_url = config.zipkin_url,
         .cluster_name = cluster_name(cluster),
         .cluster_available = cluster_available(cluster),
+        .traces = traces,
     };
     if (api_new(store, auth, apps, &api_config, &api) < 0)
         goto out;
-    struct http_config http_config = {
-        .host = config.listen_host,
-        .port = config.listen_port,
-        .threads = config.threads,
-        .max_connections = config.max_connections,
-    };
-    if (http_start(&http_config, api_handle, api_error, api, &http, &err) < 0)
+    int started = http_start(&http_config, api_handle, api_error, api, &http, &err);
+    listen_fd = -1; /* the HTTP server's now, closed by it also when it failed */
+    if (started < 0)
         goto out;
 
     bool v6 = strchr(config.listen_host, ':') != NULL;
     log_msg(LOG_INFO, "listening",
-            "url=http://%s%s%s:%d store=%s cluster=%s threads=%d state_dir=%s", v6 ? "[" : "",
-            config.listen_host, v6 ? "]" : "", http_port(http), store_display_url(store),
-            config.cluster, config.threads, config.state_dir);
+            "url=http://%s%s%s:%d store=%s cluster=%s threads=%d state_dir=%s kafka=%s",
+            v6 ? "[" : "", config.listen_host, v6 ? "]" : "", http_port(http),
+            store_display_url(store), config.cluster, config.threads, config.state_dir,
+            kafka ? config.kafka_brokers : "none");
 
     int sig = 0;
     while (sigwait(&stop_signals, &sig) != 0)
@@ -259,7 +324,10 @@ out:
     if (cluster)
         cluster_on_change(cluster, NULL, NULL); /* the reconciler goes first */
     recon_stop(recon);
+    kafka_stop(kafka);         /* counts and commits what it consumed */
+    collector_free(collector); /* adds the last counts to the store */
     api_free(api);
+    traces_free(traces);
     apps_free(apps);
     auth_free(auth);
     cluster_close(cluster);
@@ -267,6 +335,8 @@ out:
     redis_child_stop(redis);
     if (lock_fd >= 0)
         close(lock_fd);
+    if (listen_fd >= 0)
+        close(listen_fd);
     if (status == 0)
         log_msg(LOG_INFO, "stopped", NULL);
     config_free(&config);

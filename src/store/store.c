@@ -9,6 +9,14 @@
  *   apps                zset   every app id, score 0 (paging for the scheduler)
  *   recon:due           zset   app id -> when the reconciler should look at it next (ms)
  *   lease:{id}          string the reconciler instance working on the app, expiring
+ *   tm:{app}:{res}:{b}  hash   trace metrics of an app in the bucket of res seconds starting at b:
+ *                              r (requests), e (errors), l{i} / s{i} (latency / self-time
+ *                              histogram bucket i)
+ *   to:{app}:{res}:{b}  hash   its calls out: c:{callee}, e:{callee}, l:{callee}:{i}, a:{callee}
+ *                              (the callee's app id when it is an app)
+ *   ti:{app}:{res}:{b}  hash   calls in, by caller app id: c:, e:, l:..:{i}, n:{caller} (service)
+ *   tj:{c|s|p}:{t}:{id} string halves of calls waiting for their other half; tj:due zset
+ *   tstat               hash   counters of the ingestion
  * Multi-key changes run as Lua scripts, so each is atomic and concurrent writers never lose one. */
 #include "store.h"
 
@@ -23,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregate.h"
 #include "cache.h"
 #include "emp/log.h"
 #include "emp/timeutil.h"
@@ -49,14 +58,6 @@ struct store {
     atomic_uint tracking_epoch; /* bumped each time the tracker (re)subscribes */
 };
 
-struct conn {
-    redisContext *ctx;
-    char script_sha[16][41]; /* loaded lazily, per connection */
-    unsigned tracking_epoch; /* the epoch this connection's tracking is redirected for, or 0 */
-};
-
-/* ---- scripts ---- */
-
 enum script_id {
     SCRIPT_APP_CREATE,
     SCRIPT_APP_UPDATE,
@@ -71,8 +72,17 @@ enum script_id {
     SCRIPT_RECON_ALL_DUE,
     SCRIPT_NODE_CLAIM,
     SCRIPT_NODE_RELEASE,
+    SCRIPT_TRACE_ADD,
     SCRIPT__COUNT
 };
+
+struct conn {
+    redisContext *ctx;
+    char script_sha[SCRIPT__COUNT][41]; /* loaded lazily, per connection */
+    unsigned tracking_epoch; /* the epoch this connection's tracking is redirected for, or 0 */
+};
+
+/* ---- scripts ---- */
 
 static const char *const scripts[SCRIPT__COUNT] = {
     /* KEYS: app, appnames, userapps, apps, due. ARGV: id, name, now, max_apps, field, value, ... */
@@ -172,6 +182,161 @@ static const char *const scripts[SCRIPT__COUNT] = {
     [SCRIPT_NODE_RELEASE] =
         "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
         "return 1\n",
+    /* No KEYS: the keys follow from the records (one Redis, not a cluster). ARGV: now_ms, join
+     * keys' ttl_ms, join wait_ms, fine keep_s, coarse keep_s, then records:
+     *   S app bucket requests errors n_latency n_self (bucket count)...   an app's series
+     *   E caller_app caller callee callee_app bucket calls errors n (bucket count)...   an edge
+     *   H server trace id parent shared service app remote remote_app bucket hist_bucket error
+     *     (a server half is found by its id, or by its parent: py_zipkin marks servers shared
+     *     whatever their id, so the flag does not tell the convention)
+     *   T field increment   a counter of the ingestion
+     * Each count goes into the 10 s and the 60 s bucket (keys as in store_trace_window_get).
+     * Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half from another consumer; calls
+     * nobody answered become leaves when emp:tj:due says their wait is over. */
+    [SCRIPT_TRACE_ADD] =
+        "local now, join_ttl, join_wait = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])\n"
+        "local res, keep = {10, 60}, {tonumber(ARGV[4]), tonumber(ARGV[5])}\n"
+        "local expires = {}\n"
+        "local function key(kind, app, r, bucket)\n"
+        "  local b = bucket - bucket % res[r]\n"
+        "  local k = 'emp:t' .. kind .. ':' .. app .. ':' .. res[r] .. ':' .. b\n"
+        "  if not expires[k] then expires[k] = b + res[r] + keep[r] end\n"
+        "  return k\n"
+        "end\n"
+        "local function add(k, f, n) if n ~= 0 then redis.call('HINCRBY', k, f, n) end end\n"
+        "local function edge(caller_app, caller, callee, callee_app, bucket, calls, errors, lat)\n"
+        "  for r = 1, 2 do\n"
+        "    local k = key('o', caller_app, r, bucket)\n"
+        "    add(k, 'c:' .. callee, calls)\n"
+        "    add(k, 'e:' .. callee, errors)\n"
+        "    for j = 1, #lat, 2 do add(k, 'l:' .. callee .. ':' .. lat[j], lat[j + 1]) end\n"
+        "    if callee_app ~= '' then\n"
+        "      redis.call('HSET', k, 'a:' .. callee, callee_app)\n"
+        "      local ki = key('i', callee_app, r, bucket)\n"
+        "      add(ki, 'c:' .. caller_app, calls)\n"
+        "      add(ki, 'e:' .. caller_app, errors)\n"
+        "      for j = 1, #lat, 2 do add(ki, 'l:' .. caller_app .. ':' .. lat[j], lat[j + 1]) end\n"
+        "      redis.call('HSET', ki, 'n:' .. caller_app, caller)\n"
+        "    end\n"
+        "  end\n"
+        "end\n"
+        "local function split(v)\n"
+        "  local out = {}\n"
+        "  for part in string.gmatch(v .. '\\0', '([^%z]*)%z') do out[#out + 1] = part end\n"
+        "  return out\n"
+        "end\n"
+        "local function one(b) if b == '' then return {} end return {b, 1} end\n"
+        "local function waiting(k, service)\n"
+        "  local v = redis.call('GET', k)\n"
+        "  if not v then return nil end\n"
+        "  local f = split(v)\n"
+        "  if f[2] == service then return nil end\n"
+        "  return f\n"
+        "end\n"
+        /* a call fails when either side says so */
+        "local function call_edge(c, callee, callee_app, callee_err)\n"
+        "  local err = tonumber(c[7])\n"
+        "  if callee_err == '1' then err = 1 end\n"
+        "  edge(c[1], c[2], callee, callee_app, tonumber(c[5]), 1, err, one(c[6]))\n"
+        "end\n"
+        "local joined, waits, leaves = 0, 0, 0\n"
+        "local i = 6\n"
+        "while i <= #ARGV do\n"
+        "  local t = ARGV[i]\n"
+        "  if t == 'S' then\n"
+        "    local app, bucket = ARGV[i + 1], tonumber(ARGV[i + 2])\n"
+        "    local nl, ns = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])\n"
+        "    local first = i + 7\n"
+        "    for r = 1, 2 do\n"
+        "      local k = key('m', app, r, bucket)\n"
+        "      add(k, 'r', tonumber(ARGV[i + 3]))\n"
+        "      add(k, 'e', tonumber(ARGV[i + 4]))\n"
+        "      for j = first, first + 2 * nl - 1, 2 do\n"
+        "        redis.call('HINCRBY', k, 'l' .. ARGV[j], ARGV[j + 1])\n"
+        "      end\n"
+        "      for j = first + 2 * nl, first + 2 * (nl + ns) - 1, 2 do\n"
+        "        redis.call('HINCRBY', k, 's' .. ARGV[j], ARGV[j + 1])\n"
+        "      end\n"
+        "    end\n"
+        "    i = first + 2 * (nl + ns)\n"
+        "  elseif t == 'E' then\n"
+        "    local n = tonumber(ARGV[i + 8])\n"
+        "    local lat = {}\n"
+        "    for j = i + 9, i + 8 + 2 * n do lat[#lat + 1] = ARGV[j] end\n"
+        "    edge(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]),\n"
+        "         tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), lat)\n"
+        "    i = i + 9 + 2 * n\n"
+        "  elseif t == 'H' then\n"
+        "    local server, trace, id, parent, shared = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],\n"
+        "                                               ARGV[i + 4], ARGV[i + 5]\n"
+        "    local service, app = ARGV[i + 6], ARGV[i + 7]\n"
+        "    local pfx = 'emp:tj:'\n"
+        "    if server == '1' then\n"
+        "      local ck = pfx .. 'c:' .. trace .. ':' .. id\n"
+        "      local c = waiting(ck, service)\n"
+        "      if not c and parent ~= '' then\n"
+        "        ck = pfx .. 'c:' .. trace .. ':' .. parent\n"
+        "        c = waiting(ck, service)\n"
+        "      end\n"
+        "      if c then\n"
+        "        call_edge(c, service, app, ARGV[i + 12])\n"
+        "        redis.call('DEL', ck)\n"
+        "        redis.call('ZREM', pfx .. 'due', ck)\n"
+        "        joined = joined + 1\n"
+        "      else\n"
+        "        local k1 = pfx .. 's:' .. trace .. ':' .. id\n"
+        "        local k2 = ''\n"
+        "        if parent ~= '' then k2 = pfx .. 'p:' .. trace .. ':' .. parent end\n"
+        "        local v = '\\0' .. service .. '\\0' .. app .. '\\0'\n"
+        "        local e = '\\0' .. ARGV[i + 12]\n"
+        "        redis.call('SET', k1, v .. k2 .. e, 'PX', join_ttl)\n"
+        "        if k2 ~= '' then\n"
+        "          redis.call('SET', k2, v .. k1 .. e, 'PX', join_ttl)\n"
+        "        end\n"
+        "        waits = waits + 1\n"
+        "      end\n"
+        "    else\n"
+        "      local call = {app, service, ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11],\n"
+        "                    ARGV[i + 12]}\n"
+        "      local sk = pfx .. 's:' .. trace .. ':' .. id\n"
+        "      local s = waiting(sk, service)\n"
+        "      if not s then\n"
+        "        sk = pfx .. 'p:' .. trace .. ':' .. id\n"
+        "        s = waiting(sk, service)\n"
+        "      end\n"
+        "      if s then\n"
+        "        call_edge(call, s[2], s[3], s[5])\n"
+        "        redis.call('DEL', sk)\n"
+        "        if s[4] ~= '' then redis.call('DEL', s[4]) end\n"
+        "        joined = joined + 1\n"
+        "      else\n"
+        "        local ck = pfx .. 'c:' .. trace .. ':' .. id\n"
+        "        redis.call('SET', ck, table.concat(call, '\\0'), 'PX', join_ttl)\n"
+        "        redis.call('ZADD', pfx .. 'due', now + join_wait, ck)\n"
+        "        waits = waits + 1\n"
+        "      end\n"
+        "    end\n"
+        "    i = i + 13\n"
+        "  elseif t == 'T' then\n"
+        "    redis.call('HINCRBY', 'emp:tstat', ARGV[i + 1], ARGV[i + 2])\n"
+        "    i = i + 3\n"
+        "  else\n"
+        "    return redis.error_reply('bad record ' .. tostring(t) .. ' at ' .. i)\n"
+        "  end\n"
+        "end\n"
+        /* calls whose wait is over: leaves to the service their client named */
+        "local due = redis.call('ZRANGEBYSCORE', 'emp:tj:due', '-inf', now, 'LIMIT', 0, 1000)\n"
+        "for _, ck in ipairs(due) do\n"
+        "  local v = redis.call('GET', ck)\n"
+        "  if v then\n"
+        "    local c = split(v)\n"
+        "    if c[3] ~= '' then call_edge(c, c[3], c[4], '0') leaves = leaves + 1 end\n"
+        "    redis.call('DEL', ck)\n"
+        "  end\n"
+        "  redis.call('ZREM', 'emp:tj:due', ck)\n"
+        "end\n"
+        "for k, at in pairs(expires) do redis.call('EXPIREAT', k, at) end\n"
+        "return {joined, waits, leaves}\n",
     /* KEYS: lease. ARGV: holder, lease_ms */
     [SCRIPT_RECON_RENEW] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
                            "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -470,18 +635,28 @@ static int script_sha(struct store *s, struct conn *c, enum script_id id, struct
 static int script(struct store *s, enum script_id id, redisReply **ret, struct emp_error *err,
                   int numkeys, int argc, const char **argv, const size_t *lens)
 {
-    const char *full[64];
-    size_t full_lens[64];
-    if (argc + 3 > 64)
-        return -E2BIG;
+    const char *small[64];
+    size_t small_lens[64];
+    const char **full = small;
+    size_t *full_lens = small_lens;
+    if (argc + 3 > 64) {
+        full = malloc((size_t)(argc + 3) * sizeof(*full));
+        full_lens = malloc((size_t)(argc + 3) * sizeof(*full_lens));
+        if (!full || !full_lens) {
+            free(full);
+            free(full_lens);
+            return -ENOMEM;
+        }
+    }
+    int r = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         struct conn *c;
-        int r = conn_get(s, &c, err);
+        r = conn_get(s, &c, err);
         if (r < 0)
-            return r;
+            goto out;
         r = script_sha(s, c, id, err);
         if (r < 0)
-            return r;
+            goto out;
         char nk[16];
         snprintf(nk, sizeof(nk), "%d", numkeys);
         full[0] = "EVALSHA";
@@ -496,10 +671,16 @@ static int script(struct store *s, enum script_id id, redisReply **ret, struct e
         }
         r = command(s, ret, err, argc + 3, full, full_lens);
         if (r != -ENOEXEC)
-            return r;
+            goto out;
         c->script_sha[id][0] = '\0'; /* Redis lost its script cache: load again */
     }
-    return unavailable(s, err, "the script cache keeps failing");
+    r = unavailable(s, err, "the script cache keeps failing");
+out:
+    if (full != small) {
+        free(full);
+        free(full_lens);
+    }
+    return r;
 }
 
 int store_ping(struct store *store, struct emp_error *err)
@@ -1534,4 +1715,512 @@ int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_er
     }
     freeReplyObject(reply);
     return r;
+}
+
+/* ---- trace metrics ---- */
+
+/* Arguments of one command, built up in one growing text buffer. */
+struct argbuf {
+    char *text;
+    size_t len, cap;
+    size_t *offsets, *lens;
+    size_t count, count_cap;
+    bool oom;
+};
+
+static void arg_add(struct argbuf *b, const char *s, size_t len)
+{
+    if (b->oom)
+        return;
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *grown = realloc(b->text, cap);
+        if (!grown) {
+            b->oom = true;
+            return;
+        }
+        b->text = grown;
+        b->cap = cap;
+    }
+    if (b->count == b->count_cap) {
+        size_t cap = b->count_cap ? b->count_cap * 2 : 4096;
+        size_t *offsets = realloc(b->offsets, cap * sizeof(*offsets));
+        if (offsets)
+            b->offsets = offsets;
+        size_t *lens = offsets ? realloc(b->lens, cap * sizeof(*lens)) : NULL;
+        if (!offsets || !lens) {
+            b->oom = true;
+            return;
+        }
+        b->lens = lens;
+        b->count_cap = cap;
+    }
+    memcpy(b->text + b->len, s, len);
+    b->text[b->len + len] = '\0';
+    b->offsets[b->count] = b->len;
+    b->lens[b->count] = len;
+    b->count++;
+    b->len += len + 1;
+}
+
+static void arg_str(struct argbuf *b, const char *s)
+{
+    arg_add(b, s, strlen(s));
+}
+
+static void arg_int(struct argbuf *b, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    arg_add(b, buf, (size_t)n);
+}
+
+static void arg_hex(struct argbuf *b, uint64_t hi, uint64_t lo)
+{
+    char buf[40];
+    int n = hi ? snprintf(buf, sizeof(buf), "%016" PRIx64 "%016" PRIx64, hi, lo)
+               : snprintf(buf, sizeof(buf), "%016" PRIx64, lo);
+    arg_add(b, buf, (size_t)n);
+}
+
+static void arg_hist(struct argbuf *b, const struct agg_hist *h)
+{
+    for (uint32_t i = 0; i < h->len; i++) {
+        arg_int(b, h->entries[i].bucket);
+        arg_int(b, (int64_t)h->entries[i].count);
+    }
+}
+
+static void arg_free(struct argbuf *b)
+{
+    free(b->text);
+    free(b->offsets);
+    free(b->lens);
+    memset(b, 0, sizeof(*b));
+}
+
+#define TRACE_ARGS_PER_CALL 50000 /* a step's arguments, so that no script holds Redis long */
+#define TRACE_HEADER_ARGS   5
+
+static void trace_header(struct argbuf *b, int64_t now_ms, int64_t join_wait_ms)
+{
+    arg_int(b, now_ms);
+    arg_int(b, 3 * join_wait_ms + 10000); /* halves waiting for a half outlive the wait */
+    arg_int(b, join_wait_ms);
+    arg_int(b, STORE_TRACE_FINE_KEEP_S);
+    arg_int(b, STORE_TRACE_COARSE_KEEP_S);
+}
+
+static int trace_send(struct store *s, struct argbuf *b, struct emp_error *err)
+{
+    if (b->oom)
+        return -ENOMEM;
+    const char **argv = malloc(b->count * sizeof(*argv));
+    if (!argv)
+        return -ENOMEM;
+    for (size_t i = 0; i < b->count; i++)
+        argv[i] = b->text + b->offsets[i];
+    redisReply *reply;
+    int r = script(s, SCRIPT_TRACE_ADD, &reply, err, 0, (int)b->count, argv, b->lens);
+    free(argv);
+    if (r == 0)
+        freeReplyObject(reply);
+    return r;
+}
+
+static void trace_stat(struct argbuf *b, const char *field, uint64_t n)
+{
+    if (n == 0)
+        return;
+    arg_str(b, "T");
+    arg_str(b, field);
+    arg_int(b, (int64_t)n);
+}
+
+int store_trace_add(struct store *store, const struct agg_batch *batch,
+                    const struct store_trace_stats *stats, int64_t now_ms, int64_t join_wait_ms,
+                    struct emp_error *err)
+{
+    struct argbuf b = {0};
+    int r = 0;
+    trace_header(&b, now_ms, join_wait_ms);
+    /* sends what was built once it is large; what remains after the records goes last */
+#define STEP()                                                                                     \
+    do {                                                                                           \
+        if (b.count >= TRACE_ARGS_PER_CALL) {                                                      \
+            r = trace_send(store, &b, err);                                                        \
+            if (r < 0)                                                                             \
+                goto out;                                                                          \
+            b.count = 0;                                                                           \
+            b.len = 0;                                                                             \
+            trace_header(&b, now_ms, join_wait_ms);                                                \
+        }                                                                                          \
+    } while (0)
+    for (size_t i = 0; batch && i < batch->series_count; i++) {
+        const struct agg_series *x = &batch->series[i];
+        arg_str(&b, "S");
+        arg_str(&b, x->app_id);
+        arg_int(&b, x->bucket);
+        arg_int(&b, (int64_t)x->requests);
+        arg_int(&b, (int64_t)x->errors);
+        arg_int(&b, x->latency.len);
+        arg_int(&b, x->self.len);
+        arg_hist(&b, &x->latency);
+        arg_hist(&b, &x->self);
+        STEP();
+    }
+    for (size_t i = 0; batch && i < batch->edges_count; i++) {
+        const struct agg_edge *e = &batch->edges[i];
+        arg_str(&b, "E");
+        arg_str(&b, e->caller_app);
+        arg_str(&b, e->caller);
+        arg_str(&b, e->callee);
+        arg_str(&b, e->callee_app);
+        arg_int(&b, e->bucket);
+        arg_int(&b, (int64_t)e->calls);
+        arg_int(&b, (int64_t)e->errors);
+        arg_int(&b, e->latency.len);
+        arg_hist(&b, &e->latency);
+        STEP();
+    }
+    for (size_t i = 0; batch && i < batch->halves_count; i++) {
+        const struct agg_half *h = &batch->halves[i];
+        arg_str(&b, "H");
+        arg_str(&b, h->server ? "1" : "0");
+        arg_hex(&b, h->trace_hi, h->trace_lo);
+        arg_hex(&b, 0, h->id);
+        if (h->has_parent)
+            arg_hex(&b, 0, h->parent_id);
+        else
+            arg_str(&b, "");
+        arg_str(&b, h->shared ? "1" : "0");
+        arg_str(&b, h->service);
+        arg_str(&b, h->app_id);
+        arg_str(&b, h->remote);
+        arg_str(&b, h->remote_app);
+        arg_int(&b, h->bucket);
+        if (h->duration_us > 0)
+            arg_int(&b, hist_bucket((uint64_t)h->duration_us));
+        else
+            arg_str(&b, "");
+        arg_str(&b, h->error ? "1" : "0");
+        STEP();
+    }
+#undef STEP
+    if (stats) {
+        trace_stat(&b, "messages", stats->messages);
+        trace_stat(&b, "bad_messages", stats->bad_messages);
+        trace_stat(&b, "spans", stats->spans);
+        trace_stat(&b, "bad_spans", stats->bad_spans);
+        trace_stat(&b, "unknown_service", stats->unknown_service);
+        trace_stat(&b, "too_late", stats->too_late);
+        trace_stat(&b, "too_early", stats->too_early);
+        trace_stat(&b, "no_timestamp", stats->no_timestamp);
+        trace_stat(&b, "pending_dropped", stats->pending_dropped);
+    }
+    r = trace_send(store, &b, err); /* also with no records: calls whose wait is over are due */
+out:
+    arg_free(&b);
+    return r;
+}
+
+int store_trace_stats_get(struct store *store, struct store_trace_stats *ret_stats,
+                          struct emp_error *err)
+{
+    redisReply *reply;
+    int r = commandf(store, &reply, err, "HGETALL emp:tstat");
+    if (r < 0)
+        return r;
+    struct store_trace_stats st = {0};
+    st.messages = (uint64_t)reply_field_int(reply, "messages");
+    st.bad_messages = (uint64_t)reply_field_int(reply, "bad_messages");
+    st.spans = (uint64_t)reply_field_int(reply, "spans");
+    st.bad_spans = (uint64_t)reply_field_int(reply, "bad_spans");
+    st.unknown_service = (uint64_t)reply_field_int(reply, "unknown_service");
+    st.too_late = (uint64_t)reply_field_int(reply, "too_late");
+    st.too_early = (uint64_t)reply_field_int(reply, "too_early");
+    st.no_timestamp = (uint64_t)reply_field_int(reply, "no_timestamp");
+    st.pending_dropped = (uint64_t)reply_field_int(reply, "pending_dropped");
+    freeReplyObject(reply);
+    *ret_stats = st;
+    return 0;
+}
+
+/* A histogram being summed: dense, one counter per bucket. */
+struct dense_hist {
+    uint64_t counts[HIST_BUCKETS];
+    bool any;
+};
+
+static void dense_add(struct dense_hist *d, const char *bucket_text, const char *count_text)
+{
+    char *end;
+    unsigned long bucket = strtoul(bucket_text, &end, 10);
+    if (*end || bucket >= HIST_BUCKETS)
+        return;
+    d->counts[bucket] += strtoull(count_text, NULL, 10);
+    d->any = true;
+}
+
+/* The non-empty buckets of d, malloc'd; *ret NULL when there are none. */
+static int dense_to_entries(const struct dense_hist *d, struct hist_entry **ret, size_t *ret_len)
+{
+    *ret = NULL;
+    *ret_len = 0;
+    if (!d->any)
+        return 0;
+    size_t n = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        n += d->counts[i] ? 1 : 0;
+    if (n == 0)
+        return 0;
+    struct hist_entry *e = malloc(n * sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    size_t k = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        if (d->counts[i])
+            e[k++] = (struct hist_entry){.bucket = (uint16_t)i, .count = d->counts[i]};
+    *ret = e;
+    *ret_len = n;
+    return 0;
+}
+
+/* A peer being summed. */
+struct peer_sum {
+    char *key;     /* what the fields name: the callee's service, or the caller's app id */
+    char *service; /* incoming: the caller's service, from n: */
+    char *app_id;  /* outgoing: the callee's app id, from a: */
+    uint64_t calls, errors;
+    struct dense_hist *latency;
+};
+
+struct peer_table {
+    struct peer_sum *items;
+    size_t len, cap;
+};
+
+#define TRACE_PEERS_MAX 1000 /* peers of one app shown, at most */
+
+static struct peer_sum *peer_of(struct peer_table *t, const char *name, size_t name_len)
+{
+    for (size_t i = 0; i < t->len; i++)
+        if (strlen(t->items[i].key) == name_len && memcmp(t->items[i].key, name, name_len) == 0)
+            return &t->items[i];
+    if (t->len >= TRACE_PEERS_MAX)
+        return NULL;
+    if (t->len == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        struct peer_sum *grown = realloc(t->items, cap * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        t->items = grown;
+        t->cap = cap;
+    }
+    struct peer_sum *p = &t->items[t->len];
+    memset(p, 0, sizeof(*p));
+    p->key = strndup(name, name_len);
+    p->latency = calloc(1, sizeof(*p->latency));
+    if (!p->key || !p->latency) {
+        free(p->key);
+        free(p->latency);
+        return NULL;
+    }
+    t->len++;
+    return p;
+}
+
+/* Adds one edge hash (fields c:peer, e:peer, l:peer:bucket, and a:peer or n:peer naming it). */
+static void peers_add(struct peer_table *t, const redisReply *hash, bool incoming)
+{
+    if (hash->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 1 < hash->elements; i += 2) {
+        const char *f = hash->element[i]->str, *v = hash->element[i + 1]->str;
+        size_t flen = hash->element[i]->len;
+        if (flen < 3 || f[1] != ':')
+            continue;
+        const char *name = f + 2;
+        size_t name_len = flen - 2;
+        const char *bucket = NULL;
+        if (f[0] == 'l') {
+            const char *colon = memrchr(name, ':', name_len);
+            if (!colon)
+                continue;
+            bucket = colon + 1;
+            name_len = (size_t)(colon - name);
+        }
+        struct peer_sum *p = peer_of(t, name, name_len);
+        if (!p)
+            continue;
+        switch (f[0]) {
+        case 'c':
+            p->calls += strtoull(v, NULL, 10);
+            break;
+        case 'e':
+            p->errors += strtoull(v, NULL, 10);
+            break;
+        case 'l':
+            dense_add(p->latency, bucket, v);
+            break;
+        case 'a':
+            if (!incoming && !p->app_id)
+                p->app_id = strdup(v);
+            break;
+        case 'n':
+            if (incoming && !p->service)
+                p->service = strdup(v);
+            break;
+        }
+    }
+}
+
+static void peer_table_free(struct peer_table *t)
+{
+    for (size_t i = 0; i < t->len; i++) {
+        free(t->items[i].key);
+        free(t->items[i].service);
+        free(t->items[i].app_id);
+        free(t->items[i].latency);
+    }
+    free(t->items);
+}
+
+static int peers_out(struct peer_table *t, bool incoming, struct store_trace_peer **ret,
+                     size_t *ret_len)
+{
+    *ret = NULL;
+    *ret_len = 0;
+    if (!t->len)
+        return 0;
+    struct store_trace_peer *out = calloc(t->len, sizeof(*out));
+    if (!out)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->len; i++) {
+        struct peer_sum *p = &t->items[i];
+        /* outgoing: the key is the callee's service; incoming: the caller's app id (its service
+         * is the key when a bucket lost n:) */
+        if (incoming) {
+            out[i].app_id = p->key;
+            out[i].service = p->service ? p->service : strdup(p->key);
+            p->service = NULL;
+        } else {
+            out[i].service = p->key;
+            out[i].app_id = p->app_id;
+            p->app_id = NULL;
+        }
+        p->key = NULL;
+        if (!out[i].service) {
+            *ret = out;
+            *ret_len = i + 1;
+            return -ENOMEM;
+        }
+        out[i].calls = p->calls;
+        out[i].errors = p->errors;
+        if (dense_to_entries(p->latency, &out[i].latency, &out[i].latency_len) < 0) {
+            *ret = out;
+            *ret_len = i + 1;
+            return -ENOMEM;
+        }
+    }
+    *ret = out;
+    *ret_len = t->len;
+    return 0;
+}
+
+int store_trace_window_get(struct store *store, const char *app_id, int64_t end_s, int64_t window_s,
+                           int resolution_s, struct store_trace_window *ret, struct emp_error *err)
+{
+    if ((resolution_s != STORE_TRACE_FINE_S && resolution_s != STORE_TRACE_COARSE_S) ||
+        window_s <= 0 || window_s % resolution_s || end_s % resolution_s ||
+        window_s / resolution_s > 1000)
+        return -EINVAL;
+    size_t buckets = (size_t)(window_s / resolution_s);
+    struct conn *c;
+    int r = conn_get(store, &c, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < buckets; i++) {
+        int64_t b = end_s - (int64_t)(i + 1) * resolution_s;
+        redisAppendCommand(c->ctx, "HGETALL emp:tm:%s:%d:%lld", app_id, resolution_s, (long long)b);
+        redisAppendCommand(c->ctx, "HGETALL emp:to:%s:%d:%lld", app_id, resolution_s, (long long)b);
+        redisAppendCommand(c->ctx, "HGETALL emp:ti:%s:%d:%lld", app_id, resolution_s, (long long)b);
+    }
+    redisReply **replies = calloc(3 * buckets, sizeof(*replies));
+    struct dense_hist *latency = calloc(1, sizeof(*latency)), *self = calloc(1, sizeof(*self));
+    if (!replies || !latency || !self) {
+        /* the replies must still be read, or the connection is out of step */
+        conn_reset(c);
+        r = -ENOMEM;
+        goto out;
+    }
+    r = pipeline_read(store, c, 3 * buckets, replies, err);
+    if (r < 0) {
+        free(replies);
+        replies = NULL;
+        goto out;
+    }
+    struct store_trace_window w = {.resolution_s = resolution_s};
+    struct peer_table out_peers = {0}, in_peers = {0};
+    for (size_t i = 0; i < buckets; i++) {
+        const redisReply *m = replies[3 * i];
+        for (size_t j = 0; m->type == REDIS_REPLY_ARRAY && j + 1 < m->elements; j += 2) {
+            const char *f = m->element[j]->str, *v = m->element[j + 1]->str;
+            if (strcmp(f, "r") == 0)
+                w.requests += strtoull(v, NULL, 10);
+            else if (strcmp(f, "e") == 0)
+                w.errors += strtoull(v, NULL, 10);
+            else if (f[0] == 'l')
+                dense_add(latency, f + 1, v);
+            else if (f[0] == 's')
+                dense_add(self, f + 1, v);
+        }
+        peers_add(&out_peers, replies[3 * i + 1], false);
+        peers_add(&in_peers, replies[3 * i + 2], true);
+    }
+    r = dense_to_entries(latency, &w.latency, &w.latency_len);
+    if (r == 0)
+        r = dense_to_entries(self, &w.self, &w.self_len);
+    if (r == 0)
+        r = peers_out(&out_peers, false, &w.outgoing, &w.outgoing_len);
+    if (r == 0)
+        r = peers_out(&in_peers, true, &w.incoming, &w.incoming_len);
+    peer_table_free(&out_peers);
+    peer_table_free(&in_peers);
+    if (r < 0)
+        store_trace_window_free(&w);
+    else
+        *ret = w;
+out:
+    if (replies)
+        for (size_t i = 0; i < 3 * buckets; i++)
+            if (replies[i])
+                freeReplyObject(replies[i]);
+    free(replies);
+    free(latency);
+    free(self);
+    return r;
+}
+
+static void peers_free(struct store_trace_peer *peers, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        free(peers[i].service);
+        free(peers[i].app_id);
+        free(peers[i].latency);
+    }
+    free(peers);
+}
+
+void store_trace_window_free(struct store_trace_window *w)
+{
+    if (!w)
+        return;
+    free(w->latency);
+    free(w->self);
+    peers_free(w->outgoing, w->outgoing_len);
+    peers_free(w->incoming, w->incoming_len);
+    memset(w, 0, sizeof(*w));
 }

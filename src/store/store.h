@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "emp/error.h"
+#include "emp/hist.h"
 #include "emp/names.h"
 
 struct store;
@@ -198,5 +199,60 @@ int store_node_release(struct store *store, const char *kind, const char *node,
 int store_recon_expedite_all(struct store *store, int64_t now_ms, struct emp_error *err);
 /* The earliest check time of any app, or -ENOENT when there are no apps. */
 int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_error *err);
+
+/* ---- trace metrics ----
+ * What the tracing aggregator counted, kept in a mergeable form: every count is added (HINCRBY),
+ * so any number of emp-servers may add to the same buckets and any one answers for all. Each count
+ * goes into a fine (10 s) and a coarse (60 s) bucket; Redis expires fine buckets after
+ * STORE_TRACE_FINE_KEEP_S and coarse ones after STORE_TRACE_COARSE_KEEP_S. */
+
+#define STORE_TRACE_FINE_S        10
+#define STORE_TRACE_COARSE_S      60
+#define STORE_TRACE_FINE_KEEP_S   900  /* 15 minutes of 10 s buckets */
+#define STORE_TRACE_COARSE_KEEP_S 7200 /* 2 hours of 60 s buckets */
+
+struct agg_batch;
+
+/* Counters of the ingestion itself, added to those in Redis. */
+struct store_trace_stats {
+    uint64_t messages, bad_messages, spans, bad_spans, unknown_service, too_late, too_early,
+        no_timestamp, pending_dropped;
+};
+
+/* Adds a drained batch (its halves wait in Redis for halves that other consumers drain) and
+ * stats (may be NULL). join_wait_ms: how long a call without its server waits for it before it
+ * counts as a leaf. Large batches go in several steps, each atomic. */
+int store_trace_add(struct store *store, const struct agg_batch *batch,
+                    const struct store_trace_stats *stats, int64_t now_ms, int64_t join_wait_ms,
+                    struct emp_error *err);
+int store_trace_stats_get(struct store *store, struct store_trace_stats *ret_stats,
+                          struct emp_error *err);
+
+/* Calls between an app and one peer in a window. */
+struct store_trace_peer {
+    char *service; /* the peer's service name */
+    char *app_id;  /* the peer's app id, or NULL when it is no EMP app */
+    uint64_t calls, errors;
+    struct hist_entry *latency; /* as the caller saw the calls */
+    size_t latency_len;
+};
+
+/* An app's numbers summed over a window. */
+struct store_trace_window {
+    int resolution_s; /* the buckets it was summed from */
+    uint64_t requests, errors;
+    struct hist_entry *latency, *self;
+    size_t latency_len, self_len;
+    struct store_trace_peer *outgoing, *incoming; /* by service name */
+    size_t outgoing_len, incoming_len;
+};
+
+/* Sums the buckets of app_id that start in [end_s - window_s, end_s). end_s and window_s are
+ * multiples of the resolution: STORE_TRACE_FINE_S for windows up to STORE_TRACE_FINE_KEEP_S that
+ * are still within it, STORE_TRACE_COARSE_S otherwise (-EINVAL if they are not). Free with
+ * store_trace_window_free(). */
+int store_trace_window_get(struct store *store, const char *app_id, int64_t end_s, int64_t window_s,
+                           int resolution_s, struct store_trace_window *ret, struct emp_error *err);
+void store_trace_window_free(struct store_trace_window *window);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "emp/timeutil.h"
 #include "redis_fixture.h"
+#include "aggregate.h"
 #include "store.h"
 
 struct ctx {
@@ -552,6 +553,194 @@ static void test_cache_is_exact(void **state)
     redis_fixture_stop(&redis);
 }
 
+/* ---- trace metrics ---- */
+
+static bool trace_resolve(void *ctx, const char *service, char *ret_id)
+{
+    if (strncmp(service, "alice/", 6) != 0)
+        return false;
+    snprintf(ret_id, AGG_ID_MAX, "id-%s", service + 6);
+    return true;
+}
+
+static struct agg *trace_agg(void)
+{
+    struct agg_config config = {.bucket_s = 10,
+                                .lateness_s = 3600,
+                                .future_s = 60,
+                                .join_ms = 1000,
+                                .pending_max = 1000,
+                                .resolve = trace_resolve};
+    struct agg *a;
+    assert_int_equal(agg_new(&config, &a), 0);
+    return a;
+}
+
+static struct span trace_span(uint64_t trace, uint64_t id, uint64_t parent, enum span_kind kind,
+                              const char *service, const char *remote, int64_t ts, int64_t dur)
+{
+    struct span s = {.trace_lo = trace,
+                     .id = id,
+                     .parent_id = parent,
+                     .has_parent = parent != 0,
+                     .kind = kind,
+                     .timestamp_us = ts,
+                     .duration_us = dur};
+    snprintf(s.local_service, sizeof(s.local_service), "%s", service);
+    snprintf(s.remote_service, sizeof(s.remote_service), "%s", remote ? remote : "");
+    return s;
+}
+
+/* Drains a into the store as one consumer would, at now_ms. */
+static void trace_flush(struct store *store, struct agg *a, int64_t now_ms, int64_t wait_ms)
+{
+    agg_tick(a, now_ms * 1000 + 3600000000LL, true);
+    struct agg_batch b;
+    assert_int_equal(agg_drain(a, &b), 0);
+    struct emp_error err = {0};
+    assert_int_equal(store_trace_add(store, &b, NULL, now_ms, wait_ms, &err), 0);
+    agg_batch_free(&b);
+}
+
+static uint64_t entries_total(const struct hist_entry *e, size_t n)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += e[i].count;
+    return total;
+}
+
+static const struct store_trace_peer *peer(const struct store_trace_peer *p, size_t n,
+                                           const char *service)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].service, service) == 0)
+            return &p[i];
+    return NULL;
+}
+
+/* Two consumers count spans of one app into the same buckets: the store adds them up, in fine and
+ * coarse buckets alike, and the percentiles come from the merged histogram. */
+static void test_trace_counts_add_up(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t base = now_s - now_s % 60 - 120; /* a whole minute, two minutes ago */
+    struct agg *one = trace_agg(), *two = trace_agg();
+    for (int i = 0; i < 600; i++) {
+        /* 1 ms .. 600 ms, one per 100 ms of the minute; every 10th fails */
+        struct span s = trace_span(1000 + (uint64_t)i, 1, 0, SPAN_SERVER, "alice/web", NULL,
+                                   (base * 1000000) + (int64_t)i * 100000, (i + 1) * 1000);
+        if (i % 10 == 0)
+            s.http_status = 500;
+        agg_add(i % 2 ? one : two, &s, 1, now_s * 1000000);
+    }
+    trace_flush(c->store, one, now_s * 1000, 1000);
+    trace_flush(c->store, two, now_s * 1000, 1000);
+    agg_free(one);
+    agg_free(two);
+    struct emp_error err = {0};
+    struct store_trace_window w;
+    assert_int_equal(store_trace_window_get(c->store, "id-web", base + 60, 60, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 600);
+    assert_int_equal(w.errors, 60);
+    assert_int_equal(entries_total(w.latency, w.latency_len), 600);
+    double p95 = hist_quantile(w.latency, w.latency_len, 0.95);
+    assert_true(p95 >= 570000 * (1 - HIST_RELATIVE_ERROR) &&
+                p95 <= 570000 * (1 + HIST_RELATIVE_ERROR));
+    store_trace_window_free(&w);
+    /* the same minute from the coarse buckets; 10 s of it from the fine ones */
+    assert_int_equal(store_trace_window_get(c->store, "id-web", base + 60, 60, 60, &w, &err), 0);
+    assert_int_equal(w.requests, 600);
+    assert_int_equal(w.resolution_s, 60);
+    store_trace_window_free(&w);
+    assert_int_equal(store_trace_window_get(c->store, "id-web", base + 10, 10, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 100);
+    store_trace_window_free(&w);
+    /* windows that do not fit the resolution are refused */
+    assert_int_equal(store_trace_window_get(c->store, "id-web", base + 5, 10, 10, &w, &err),
+                     -EINVAL);
+    assert_int_equal(store_trace_window_get(c->store, "id-web", base, 30, 60, &w, &err), -EINVAL);
+}
+
+/* A call whose halves went to two consumers is joined in the store: one edge, with the callee's
+ * app, seen from both ends. A call nobody answers becomes a leaf once its wait is over. */
+static void test_trace_join_across_consumers(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t base = now_s - now_s % 60 - 60;
+    int64_t ts = base * 1000000 + 5000000;
+    struct agg *one = trace_agg(), *two = trace_agg();
+    struct span a_server = trace_span(77, 1, 0, SPAN_SERVER, "alice/front", NULL, ts, 9000);
+    struct span a_call = trace_span(77, 2, 1, SPAN_CLIENT, "alice/front", "alice/back", ts, 8000);
+    struct span b_server = trace_span(77, 3, 2, SPAN_SERVER, "alice/back", NULL, ts, 7000);
+    struct span lone = trace_span(78, 5, 4, SPAN_CLIENT, "alice/front", "alice/gone", ts, 3000);
+    agg_add(one, &a_server, 1, now_s * 1000000);
+    agg_add(one, &a_call, 1, now_s * 1000000);
+    agg_add(one, &lone, 1, now_s * 1000000);
+    agg_add(two, &b_server, 1, now_s * 1000000);
+    trace_flush(c->store, one, now_s * 1000, 1000);
+    trace_flush(c->store, two, now_s * 1000, 1000);
+    agg_free(one);
+    agg_free(two);
+    struct emp_error err = {0};
+    struct store_trace_window w;
+    assert_int_equal(store_trace_window_get(c->store, "id-front", base + 60, 60, 10, &w, &err), 0);
+    assert_int_equal(w.outgoing_len, 1); /* the lone call still waits */
+    const struct store_trace_peer *back = peer(w.outgoing, w.outgoing_len, "alice/back");
+    assert_non_null(back);
+    assert_int_equal(back->calls, 1);
+    assert_string_equal(back->app_id, "id-back");
+    store_trace_window_free(&w);
+    assert_int_equal(store_trace_window_get(c->store, "id-back", base + 60, 60, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 1);
+    assert_int_equal(w.incoming_len, 1);
+    assert_string_equal(w.incoming[0].service, "alice/front");
+    assert_string_equal(w.incoming[0].app_id, "id-front");
+    assert_int_equal(w.incoming[0].calls, 1);
+    store_trace_window_free(&w);
+    /* once the wait is over (any later write sweeps), the lone call is a leaf to its remote */
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, now_s * 1000 + 2000, 1000, &err), 0);
+    assert_int_equal(store_trace_window_get(c->store, "id-front", base + 60, 60, 10, &w, &err), 0);
+    const struct store_trace_peer *gone = peer(w.outgoing, w.outgoing_len, "alice/gone");
+    assert_non_null(gone);
+    assert_int_equal(gone->calls, 1);
+    assert_string_equal(gone->app_id, "id-gone");
+    assert_int_equal(entries_total(gone->latency, gone->latency_len), 1);
+    store_trace_window_free(&w);
+    /* and nothing is left waiting */
+    char cmd[400], out[32] = "";
+    snprintf(cmd, sizeof(cmd), "redis-cli -s '%s' ZCARD emp:tj:due", c->redis.socket_path);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(out, sizeof(out), f));
+    pclose(f);
+    assert_string_equal(out, "0\n");
+}
+
+/* Buckets expire: Redis drops fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones later. */
+static void test_trace_buckets_expire(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t old = now_s - STORE_TRACE_FINE_KEEP_S - 120; /* fine bucket past keeping */
+    old -= old % 60;
+    struct agg *a = trace_agg();
+    struct span s = trace_span(9, 1, 0, SPAN_SERVER, "alice/old", NULL, old * 1000000, 1000);
+    agg_add(a, &s, 1, now_s * 1000000);
+    trace_flush(c->store, a, now_s * 1000, 1000);
+    agg_free(a);
+    struct emp_error err = {0};
+    struct store_trace_window w;
+    assert_int_equal(store_trace_window_get(c->store, "id-old", old + 60, 60, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 0);
+    store_trace_window_free(&w);
+    assert_int_equal(store_trace_window_get(c->store, "id-old", old + 60, 60, 60, &w, &err), 0);
+    assert_int_equal(w.requests, 1);
+    store_trace_window_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +755,9 @@ int main(void)
         cmocka_unit_test(test_no_lost_writes),
         cmocka_unit_test(test_recovers_after_outage),
         cmocka_unit_test(test_cache_is_exact),
+        cmocka_unit_test(test_trace_counts_add_up),
+        cmocka_unit_test(test_trace_join_across_consumers),
+        cmocka_unit_test(test_trace_buckets_expire),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,640 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The aggregator. Counts that need one span only (requests, errors, latency) are taken at once;
+ * what needs two (an edge needs the client and the server half of a call, self time needs a
+ * server span and the client calls inside it) waits in a pending table, keyed by trace and span
+ * id, until its other half comes or its window passes. A call whose server never comes is an
+ * edge to the uninstrumented service its client named (remoteEndpoint), as in Zipkin's linker. */
+#include "aggregate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- pending halves ---- */
+
+enum role {
+    ROLE_SERVER_ID,     /* a server span, by its id (the shared-span convention's key) */
+    ROLE_SERVER_PARENT, /* the same server span, by its parent (the child convention's key) */
+    ROLE_CALL,          /* a client span waiting for its server, by its id */
+    ROLE_CHILDREN,      /* the calls a service made inside span `id`, by that id and service */
+};
+
+struct pending {
+    uint64_t trace_hi, trace_lo, id;
+    uint64_t service_hash; /* in the key of ROLE_CHILDREN only: whose calls */
+    uint64_t service_id;   /* hash of service, for every role */
+    enum role role;
+    int64_t deadline_us;
+    /* what it carries */
+    char app_id[AGG_ID_MAX];
+    const char *service; /* both in names[] */
+    const char *remote;
+    uint64_t parent_id;
+    bool has_parent, shared;
+    int64_t timestamp_us;
+    int64_t duration_us;
+    bool error;
+    int64_t children_us; /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
+    struct pending *twin; /* ROLE_SERVER_ID <-> ROLE_SERVER_PARENT */
+    bool matched;         /* a server whose caller was found, a call whose server was */
+    struct pending *next_in_bucket;
+    struct pending *older, *newer; /* by deadline (arrival order) */
+    char names[];                  /* service and remote, as long as they are */
+};
+
+struct agg {
+    struct agg_config config;
+    struct agg_counters counters;
+    /* pending halves */
+    struct pending **table;
+    size_t table_size; /* a power of two */
+    size_t pending;
+    struct pending *oldest, *newest;
+    /* counted since the last drain, with an index each (hash -> position + 1, open addressing
+     * over INDEX_SIZE slots, cleared by the drain) */
+    struct agg_series *series;
+    size_t series_count, series_cap;
+    struct agg_edge *edges;
+    size_t edges_count, edges_cap;
+    uint32_t *series_index;
+    uint32_t *edges_index;
+    struct agg_half *halves;
+    size_t halves_count, halves_cap;
+};
+
+#define INDEX_SIZE   (1u << 15) /* slots of each index */
+#define DRAIN_AT     4096       /* series or edges: time to drain */
+#define ENTRIES_MAX  (INDEX_SIZE / 2) /* what an index holds, at most: a message more fits */
+
+/* Counts one value into a sparse histogram. */
+static void hist_add(struct agg_hist *h, uint64_t value)
+{
+    uint16_t bucket = (uint16_t)hist_bucket(value);
+    uint32_t lo = 0, hi = h->len;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (h->entries[mid].bucket < bucket)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < h->len && h->entries[lo].bucket == bucket) {
+        h->entries[lo].count++;
+        return;
+    }
+    if (h->len == h->cap) {
+        uint32_t cap = h->cap ? h->cap * 2 : 8;
+        struct hist_entry *grown = realloc(h->entries, cap * sizeof(*grown));
+        if (!grown)
+            return;
+        h->entries = grown;
+        h->cap = cap;
+    }
+    memmove(&h->entries[lo + 1], &h->entries[lo], (h->len - lo) * sizeof(*h->entries));
+    h->entries[lo] = (struct hist_entry){.bucket = bucket, .count = 1};
+    h->len++;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h;
+}
+
+static uint64_t text_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, uint64_t service,
+                   enum role role)
+{
+    uint64_t h = mix(mix(mix(mix(hi, lo), id), service), (uint64_t)role);
+    return (size_t)(h & (a->table_size - 1));
+}
+
+static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id,
+                            uint64_t service, enum role role)
+{
+    for (struct pending *p = a->table[slot(a, hi, lo, id, service, role)]; p; p = p->next_in_bucket)
+        if (p->role == role && p->id == id && p->trace_lo == lo && p->trace_hi == hi &&
+            p->service_hash == service)
+            return p;
+    return NULL;
+}
+
+static void unlink_pending(struct agg *a, struct pending *p)
+{
+    struct pending **link = &a->table[slot(a, p->trace_hi, p->trace_lo, p->id, p->service_hash,
+                                           p->role)];
+    while (*link && *link != p)
+        link = &(*link)->next_in_bucket;
+    if (*link)
+        *link = p->next_in_bucket;
+    if (p->older)
+        p->older->newer = p->newer;
+    else
+        a->oldest = p->newer;
+    if (p->newer)
+        p->newer->older = p->older;
+    else
+        a->newest = p->older;
+    a->pending--;
+}
+
+static void finish(struct agg *a, struct pending *p);
+static void matched_server(struct agg *a, struct pending *server);
+
+/* A new pending half of span s (its names and numbers copied, app_id and ts as resolved). */
+static struct pending *add_pending(struct agg *a, const struct span *s, const char *app_id,
+                                   int64_t ts, uint64_t id, uint64_t service, enum role role,
+                                   int64_t now_us)
+{
+    while (a->pending >= a->config.pending_max && a->oldest) {
+        a->counters.pending_dropped++;
+        finish(a, a->oldest); /* room for the new one: the oldest is done early */
+    }
+    size_t service_len = strlen(s->local_service), remote_len = strlen(s->remote_service);
+    struct pending *p = calloc(1, sizeof(*p) + service_len + remote_len + 2);
+    if (!p)
+        return NULL;
+    memcpy(p->names, s->local_service, service_len + 1);
+    memcpy(p->names + service_len + 1, s->remote_service, remote_len + 1);
+    p->service = p->names;
+    p->remote = p->names + service_len + 1;
+    memcpy(p->app_id, app_id, AGG_ID_MAX);
+    p->service_id = text_hash(s->local_service);
+    p->parent_id = s->parent_id;
+    p->has_parent = s->has_parent;
+    p->shared = s->shared;
+    p->timestamp_us = ts;
+    p->duration_us = s->duration_us;
+    p->error = span_failed(s);
+    p->trace_hi = s->trace_hi;
+    p->trace_lo = s->trace_lo;
+    p->id = id;
+    p->service_hash = service;
+    p->role = role;
+    p->deadline_us = now_us + a->config.join_ms * 1000;
+    size_t i = slot(a, p->trace_hi, p->trace_lo, id, service, role);
+    p->next_in_bucket = a->table[i];
+    a->table[i] = p;
+    p->older = a->newest;
+    if (a->newest)
+        a->newest->newer = p;
+    else
+        a->oldest = p;
+    a->newest = p;
+    a->pending++;
+    return p;
+}
+
+/* ---- what is counted ---- */
+
+static int64_t bucket_of(const struct agg *a, int64_t timestamp_us)
+{
+    int64_t s = timestamp_us / 1000000;
+    return s - s % a->config.bucket_s;
+}
+
+static void *grow(void *array, size_t *cap, size_t size)
+{
+    size_t next = *cap ? *cap * 2 : 16;
+    void *grown = realloc(array, next * size);
+    if (grown)
+        *cap = next;
+    return grown;
+}
+
+/* The position of a key in an index, or of the empty slot where it goes. */
+static size_t probe(const uint32_t *index, uint64_t h, bool (*same)(const struct agg *, uint32_t,
+                                                                    const void *),
+                    const struct agg *a, const void *key)
+{
+    size_t i = (size_t)(h & (INDEX_SIZE - 1));
+    while (index[i] && !same(a, index[i] - 1, key))
+        i = (i + 1) & (INDEX_SIZE - 1);
+    return i;
+}
+
+struct series_key {
+    const char *app_id;
+    int64_t bucket;
+};
+
+static bool same_series(const struct agg *a, uint32_t at, const void *k)
+{
+    const struct series_key *key = k;
+    return a->series[at].bucket == key->bucket && strcmp(a->series[at].app_id, key->app_id) == 0;
+}
+
+static struct agg_series *series_of(struct agg *a, const char *app_id, int64_t bucket)
+{
+    struct series_key key = {app_id, bucket};
+    size_t i = probe(a->series_index, mix(text_hash(app_id), (uint64_t)bucket), same_series, a,
+                     &key);
+    if (a->series_index[i])
+        return &a->series[a->series_index[i] - 1];
+    if (a->series_count >= ENTRIES_MAX)
+        return NULL; /* the caller drains well before (agg_should_drain) */
+    if (a->series_count == a->series_cap) {
+        struct agg_series *grown = grow(a->series, &a->series_cap, sizeof(*grown));
+        if (!grown)
+            return NULL;
+        a->series = grown;
+    }
+    struct agg_series *s = &a->series[a->series_count++];
+    memset(s, 0, sizeof(*s));
+    memcpy(s->app_id, app_id, AGG_ID_MAX);
+    s->bucket = bucket;
+    a->series_index[i] = (uint32_t)a->series_count;
+    return s;
+}
+
+struct edge_key {
+    const char *caller_app;
+    const char *callee;
+    int64_t bucket;
+};
+
+static bool same_edge(const struct agg *a, uint32_t at, const void *k)
+{
+    const struct edge_key *key = k;
+    const struct agg_edge *e = &a->edges[at];
+    return e->bucket == key->bucket && strcmp(e->caller_app, key->caller_app) == 0 &&
+           strcmp(e->callee, key->callee) == 0;
+}
+
+static struct agg_edge *edge_of(struct agg *a, const char *caller_app, const char *caller,
+                                const char *callee, const char *callee_app, int64_t bucket)
+{
+    struct edge_key key = {caller_app, callee, bucket};
+    uint64_t h = mix(mix(text_hash(caller_app), text_hash(callee)), (uint64_t)bucket);
+    size_t i = probe(a->edges_index, h, same_edge, a, &key);
+    if (a->edges_index[i])
+        return &a->edges[a->edges_index[i] - 1];
+    if (a->edges_count >= ENTRIES_MAX)
+        return NULL;
+    if (a->edges_count == a->edges_cap) {
+        struct agg_edge *grown = grow(a->edges, &a->edges_cap, sizeof(*grown));
+        if (!grown)
+            return NULL;
+        a->edges = grown;
+    }
+    struct agg_edge *e = &a->edges[a->edges_count++];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->caller_app, caller_app, AGG_ID_MAX);
+    snprintf(e->caller, sizeof(e->caller), "%s", caller);
+    snprintf(e->callee, sizeof(e->callee), "%s", callee);
+    snprintf(e->callee_app, sizeof(e->callee_app), "%s", callee_app ? callee_app : "");
+    e->bucket = bucket;
+    a->edges_index[i] = (uint32_t)a->edges_count;
+    return e;
+}
+
+/* A call: its caller (app, service) and what the caller saw of it. */
+struct call {
+    const char *app_id, *service;
+    int64_t timestamp_us, duration_us;
+    bool error;
+};
+
+/* callee_failed: the callee's server span failed (a call fails when either side says so). */
+static void count_edge(struct agg *a, const struct call *call, const char *callee,
+                       const char *callee_app, bool callee_failed)
+{
+    if (strcmp(call->service, callee) == 0)
+        return; /* a service calling itself is no dependency */
+    struct agg_edge *e = edge_of(a, call->app_id, call->service, callee, callee_app,
+                                 bucket_of(a, call->timestamp_us));
+    if (!e)
+        return;
+    e->calls++;
+    if (call->error || callee_failed)
+        e->errors++;
+    if (call->duration_us > 0)
+        hist_add(&e->latency, (uint64_t)call->duration_us);
+}
+
+static struct call call_of(const struct pending *p)
+{
+    return (struct call){p->app_id, p->service, p->timestamp_us, p->duration_us, p->error};
+}
+
+/* A half that found no other half here: another consumer may hold it (the store joins them). */
+static void add_half(struct agg *a, const struct pending *p, bool server)
+{
+    if (a->halves_count == a->halves_cap) {
+        struct agg_half *grown = grow(a->halves, &a->halves_cap, sizeof(*grown));
+        if (!grown)
+            return;
+        a->halves = grown;
+    }
+    struct agg_half *h = &a->halves[a->halves_count++];
+    memset(h, 0, sizeof(*h));
+    h->server = server;
+    h->trace_hi = p->trace_hi;
+    h->trace_lo = p->trace_lo;
+    h->id = p->id;
+    h->parent_id = p->parent_id;
+    h->has_parent = p->has_parent;
+    h->shared = p->shared;
+    memcpy(h->app_id, p->app_id, AGG_ID_MAX);
+    snprintf(h->service, sizeof(h->service), "%s", p->service);
+    snprintf(h->remote, sizeof(h->remote), "%s", p->remote);
+    if (!server && p->remote[0] && !a->config.resolve(a->config.resolve_ctx, p->remote, h->remote_app))
+        h->remote_app[0] = '\0';
+    h->bucket = bucket_of(a, p->timestamp_us);
+    h->duration_us = p->duration_us;
+    h->error = p->error;
+    a->counters.halves++;
+}
+
+/* A half whose window passed (or that must make room): what it still owes is counted now. */
+static void finish(struct agg *a, struct pending *p)
+{
+    if (p->role == ROLE_SERVER_ID) {
+        struct pending *kids =
+            find(a, p->trace_hi, p->trace_lo, p->id, p->service_id, ROLE_CHILDREN);
+        int64_t waited = p->children_us + (kids ? kids->children_us : 0);
+        if (p->duration_us > 0) {
+            int64_t self = p->duration_us - waited;
+            struct agg_series *s = series_of(a, p->app_id, bucket_of(a, p->timestamp_us));
+            if (s)
+                hist_add(&s->self, (uint64_t)(self > 0 ? self : 0));
+        }
+        if (kids) {
+            unlink_pending(a, kids);
+            free(kids);
+        }
+        if (p->twin) {
+            p->twin->twin = NULL;
+            unlink_pending(a, p->twin);
+            free(p->twin);
+        }
+        if (!p->matched && p->has_parent) {
+            /* the child convention: its caller's client span is its parent */
+            struct pending *call = find(a, p->trace_hi, p->trace_lo, p->parent_id, 0, ROLE_CALL);
+            if (call && strcmp(call->service, p->service) != 0) {
+                struct call c = call_of(call);
+                count_edge(a, &c, p->service, p->app_id, p->error);
+                p->matched = true;
+                unlink_pending(a, call);
+                free(call);
+            }
+        }
+        if (!p->matched && p->has_parent)
+            add_half(a, p, true);
+    } else if (p->role == ROLE_SERVER_PARENT) {
+        if (p->twin) { /* the ROLE_SERVER_ID record does the work */
+            finish(a, p->twin);
+            return;
+        }
+    } else if (p->role == ROLE_CALL) {
+        /* the child convention: a server span whose parent is this call */
+        struct pending *child = find(a, p->trace_hi, p->trace_lo, p->id, 0, ROLE_SERVER_PARENT);
+        struct pending *server = child ? child->twin : NULL;
+        if (server && strcmp(server->service, p->service) != 0) {
+            struct call call = call_of(p);
+            count_edge(a, &call, server->service, server->app_id, server->error);
+            matched_server(a, server);
+            p->matched = true;
+        }
+    }
+    if (p->role == ROLE_CALL && !p->matched) {
+        /* no server answered here. If the client named a service that is no EMP app, none ever
+         * will: a leaf, the service the client named, as in Zipkin's linker. Otherwise the server
+         * may have gone to another consumer. */
+        char ignored[AGG_ID_MAX];
+        if (p->remote[0] && !a->config.resolve(a->config.resolve_ctx, p->remote, ignored)) {
+            struct call call = call_of(p);
+            count_edge(a, &call, p->remote, NULL, false);
+        } else {
+            add_half(a, p, false);
+        }
+    }
+    unlink_pending(a, p);
+    free(p);
+}
+
+/* A server span found its caller: it waits on only for its own calls (self time). */
+static void matched_server(struct agg *a, struct pending *server)
+{
+    server->matched = true;
+    struct pending *other = server->twin; /* its key by parent is not needed any more */
+    server->twin = NULL;
+    if (other) {
+        other->twin = NULL;
+        unlink_pending(a, other);
+        free(other);
+    }
+}
+
+/* A server span (or a root span without kind): a request, and maybe the second half of a call. */
+static void take_server(struct agg *a, const struct span *s, const char *app_id, int64_t ts,
+                        int64_t now)
+{
+    struct agg_series *series = series_of(a, app_id, bucket_of(a, ts));
+    if (!series)
+        return;
+    series->requests++;
+    if (span_failed(s))
+        series->errors++;
+    if (s->duration_us > 0)
+        hist_add(&series->latency, (uint64_t)s->duration_us);
+    else
+        a->counters.no_timestamp++;
+    /* its caller's client span, if it came first and shares this span's id (Zipkin's shared
+     * spans). The other convention (the server a child of the client span) is tried only when
+     * the window ends (finish): an id can be a client's and, shared, its server's at once, and
+     * children of the server name it as their parent, so the parent is only a fallback. */
+    struct pending *call = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_CALL);
+    bool matched = false;
+    if (call && strcmp(call->service, s->local_service) != 0) {
+        struct call c = call_of(call);
+        count_edge(a, &c, s->local_service, app_id, span_failed(s));
+        matched = true;
+        unlink_pending(a, call);
+        free(call);
+    }
+    /* waits for its own calls (self time) and, if unmatched, for its caller's client span */
+    struct pending *by_id = add_pending(a, s, app_id, ts, s->id, 0, ROLE_SERVER_ID, now);
+    if (!by_id)
+        return;
+    by_id->matched = matched;
+    /* calls inside it that came first: their sum is its now, so it cannot expire before it */
+    struct pending *kids =
+        find(a, s->trace_hi, s->trace_lo, s->id, by_id->service_id, ROLE_CHILDREN);
+    if (kids) {
+        by_id->children_us = kids->children_us;
+        unlink_pending(a, kids);
+        free(kids);
+    }
+    /* py_zipkin says shared even for a server span with an id of its own: the ids tell */
+    if (!matched && s->has_parent) {
+        struct pending *by_parent =
+            add_pending(a, s, app_id, ts, s->parent_id, 0, ROLE_SERVER_PARENT, now);
+        if (by_parent) {
+            by_parent->twin = by_id;
+            by_id->twin = by_parent;
+        }
+    }
+}
+
+/* A client span: time its service waited inside its parent span, and the first (or second) half
+ * of a call. */
+static void take_client(struct agg *a, const struct span *s, const char *app_id, int64_t ts,
+                        int64_t now)
+{
+    if (s->has_parent && s->duration_us > 0) {
+        uint64_t service = text_hash(s->local_service);
+        struct pending *kids =
+            find(a, s->trace_hi, s->trace_lo, s->parent_id, service, ROLE_CHILDREN);
+        if (!kids) {
+            kids = add_pending(a, s, app_id, ts, s->parent_id, service, ROLE_CHILDREN, now);
+            /* a sum outlives its server span's own wait: give it a window and a half */
+            if (kids)
+                kids->deadline_us += a->config.join_ms * 500;
+        }
+        if (kids)
+            kids->children_us += s->duration_us;
+    }
+    struct call call = {app_id, s->local_service, ts, s->duration_us, span_failed(s)};
+    /* its server, if that came first and shares this id; a server that is a child of this span
+     * is looked for when the window ends (finish) */
+    struct pending *by_id = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
+    if (by_id && !by_id->matched && strcmp(by_id->service, s->local_service) != 0) {
+        count_edge(a, &call, by_id->service, by_id->app_id, by_id->error);
+        matched_server(a, by_id);
+        return;
+    }
+    add_pending(a, s, app_id, ts, s->id, 0, ROLE_CALL, now);
+}
+
+void agg_add(struct agg *a, const struct span *spans, size_t count, int64_t now_us)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct span *s = &spans[i];
+        char app_id[AGG_ID_MAX];
+        if (!a->config.resolve(a->config.resolve_ctx, s->local_service, app_id)) {
+            a->counters.unknown++;
+            continue;
+        }
+        int64_t ts = s->timestamp_us;
+        if (ts == 0) {
+            a->counters.no_timestamp++;
+            ts = now_us;
+        } else if (ts < now_us - a->config.lateness_s * 1000000) {
+            a->counters.too_late++;
+            continue;
+        } else if (ts > now_us + a->config.future_s * 1000000) {
+            a->counters.too_early++;
+            continue;
+        }
+        a->counters.spans++;
+        bool root = !s->has_parent;
+        if (s->kind == SPAN_SERVER || (s->kind == SPAN_KIND_NONE && root))
+            take_server(a, s, app_id, ts, now_us);
+        else if (s->kind == SPAN_CLIENT || s->kind == SPAN_PRODUCER)
+            take_client(a, s, app_id, ts, now_us);
+    }
+}
+
+void agg_tick(struct agg *a, int64_t now_us, bool force)
+{
+    while (a->oldest && (force || a->oldest->deadline_us <= now_us))
+        finish(a, a->oldest);
+}
+
+int agg_drain(struct agg *a, struct agg_batch *ret)
+{
+    *ret = (struct agg_batch){a->series, a->series_count, a->edges, a->edges_count, a->halves,
+                              a->halves_count};
+    a->series = NULL;
+    a->series_count = a->series_cap = 0;
+    a->edges = NULL;
+    a->edges_count = a->edges_cap = 0;
+    a->halves = NULL;
+    a->halves_count = a->halves_cap = 0;
+    memset(a->series_index, 0, INDEX_SIZE * sizeof(*a->series_index));
+    memset(a->edges_index, 0, INDEX_SIZE * sizeof(*a->edges_index));
+    return 0;
+}
+
+void agg_batch_free(struct agg_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->series_count; i++) {
+        free(b->series[i].latency.entries);
+        free(b->series[i].self.entries);
+    }
+    for (size_t i = 0; i < b->edges_count; i++)
+        free(b->edges[i].latency.entries);
+    free(b->series);
+    free(b->edges);
+    free(b->halves);
+    *b = (struct agg_batch){0};
+}
+
+bool agg_should_drain(const struct agg *a)
+{
+    return a->series_count >= DRAIN_AT || a->edges_count >= DRAIN_AT ||
+           a->halves_count >= DRAIN_AT;
+}
+
+size_t agg_pending(const struct agg *a)
+{
+    return a->pending;
+}
+
+const struct agg_counters *agg_counters(const struct agg *a)
+{
+    return &a->counters;
+}
+
+int agg_new(const struct agg_config *config, struct agg **ret_agg)
+{
+    struct agg *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->config = *config;
+    if (a->config.bucket_s <= 0)
+        a->config.bucket_s = 10;
+    if (a->config.pending_max == 0)
+        a->config.pending_max = 100000;
+    a->table_size = 1;
+    while (a->table_size < a->config.pending_max)
+        a->table_size *= 2;
+    a->table = calloc(a->table_size, sizeof(*a->table));
+    a->series_index = calloc(INDEX_SIZE, sizeof(*a->series_index));
+    a->edges_index = calloc(INDEX_SIZE, sizeof(*a->edges_index));
+    if (!a->table || !a->series_index || !a->edges_index) {
+        agg_free(a);
+        return -ENOMEM;
+    }
+    *ret_agg = a;
+    return 0;
+}
+
+void agg_free(struct agg *a)
+{
+    if (!a)
+        return;
+    while (a->oldest) {
+        struct pending *p = a->oldest;
+        unlink_pending(a, p);
+        free(p);
+    }
+    free(a->table);
+    struct agg_batch rest;
+    agg_drain(a, &rest);
+    agg_batch_free(&rest);
+    free(a->series_index);
+    free(a->edges_index);
+    free(a);
+}

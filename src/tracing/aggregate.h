@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Turns spans into the numbers EMP keeps per app and per dependency edge, in 10 s buckets of
+ * span time: requests, errors, latency and self-time histograms, and calls between services. It
+ * joins the two halves of each call (the caller's CLIENT span and the callee's SERVER span, in
+ * both of Zipkin's conventions: one shared span id, or the server a child of the client) and each
+ * server span with the client calls it made, within a bounded window, as Zipkin's dependency
+ * linker does over a trace's span tree. In memory only; what it counts is drained into batches
+ * that the store adds to Redis. Not thread-safe: one caller at a time. */
+#ifndef EMP_AGGREGATE_H
+#define EMP_AGGREGATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "emp/hist.h"
+#include "span.h"
+
+#define AGG_ID_MAX 37 /* an app id and its NUL */
+
+/* Maps a span's service name to the id of the app it is ("alice/songs-ms"), writing it into
+ * ret_id (AGG_ID_MAX bytes); false when the service is no EMP app. */
+typedef bool (*agg_resolve_fn)(void *ctx, const char *service, char *ret_id);
+
+struct agg_config {
+    int64_t bucket_s;      /* width of a bucket (10) */
+    int64_t lateness_s;    /* spans older than this (by their timestamp) are refused */
+    int64_t future_s;      /* spans this far ahead of the clock are refused (skew) */
+    int64_t join_ms;       /* how long a half of a call waits for the other half */
+    size_t pending_max;    /* halves kept waiting, at most */
+    agg_resolve_fn resolve;
+    void *resolve_ctx;
+};
+
+/* A histogram's buckets that are not empty, in ascending order. */
+struct agg_hist {
+    struct hist_entry *entries;
+    uint32_t len, cap;
+};
+
+/* One app's numbers in one bucket. */
+struct agg_series {
+    char app_id[AGG_ID_MAX];
+    int64_t bucket; /* its start, seconds since the epoch */
+    uint64_t requests, errors;
+    struct agg_hist latency; /* server-side durations */
+    struct agg_hist self;    /* durations minus the calls made inside */
+};
+
+/* Calls from one app to one service in one bucket. */
+struct agg_edge {
+    char caller_app[AGG_ID_MAX];
+    char caller[SPAN_SERVICE_MAX];   /* the caller's service name */
+    char callee[SPAN_SERVICE_MAX];   /* the callee's service name */
+    char callee_app[AGG_ID_MAX];     /* "" when the callee is no EMP app */
+    int64_t bucket;
+    uint64_t calls, errors;
+    struct agg_hist latency; /* as the caller saw each call */
+};
+
+/* Half of a call that found no other half in this aggregator's window: a server span whose
+ * caller's client span it did not see, or a client span whose server span it did not see. Another
+ * consumer may have seen the other half (the store joins them); a call whose server never comes
+ * is a leaf to the service its client named. */
+struct agg_half {
+    bool server;
+    uint64_t trace_hi, trace_lo, id;
+    uint64_t parent_id;
+    bool has_parent, shared;
+    char app_id[AGG_ID_MAX];
+    char service[SPAN_SERVICE_MAX];
+    char remote[SPAN_SERVICE_MAX]; /* a call's remoteEndpoint.serviceName */
+    char remote_app[AGG_ID_MAX];   /* its app id, "" when it names no EMP app */
+    int64_t bucket;                /* a call's bucket */
+    int64_t duration_us;           /* a call's duration as the caller saw it */
+    bool error;
+};
+
+/* What one drain hands over. */
+struct agg_batch {
+    struct agg_series *series;
+    size_t series_count;
+    struct agg_edge *edges;
+    size_t edges_count;
+    struct agg_half *halves;
+    size_t halves_count;
+};
+
+/* Counts of what was refused, for the metrics of the ingestion itself. */
+struct agg_counters {
+    uint64_t spans;         /* taken */
+    uint64_t unknown;       /* of a service that is no EMP app */
+    uint64_t too_late;      /* older than lateness_s */
+    uint64_t too_early;     /* beyond future_s */
+    uint64_t no_timestamp;  /* without a timestamp or duration where one is needed */
+    uint64_t pending_dropped; /* halves finalised early because pending_max was reached */
+    uint64_t halves;          /* halves handed over unjoined */
+};
+
+struct agg;
+
+int agg_new(const struct agg_config *config, struct agg **ret_agg);
+void agg_free(struct agg *agg);
+
+/* Counts spans received at now_us (the clock, µs since the epoch). */
+void agg_add(struct agg *agg, const struct span *spans, size_t count, int64_t now_us);
+/* Finishes the joins whose window has passed (or all of them, when force: at shutdown). */
+void agg_tick(struct agg *agg, int64_t now_us, bool force);
+
+/* Hands over what was counted since the last drain into *ret, and starts anew. Free it with
+ * agg_batch_free(); any count may be 0. */
+int agg_drain(struct agg *agg, struct agg_batch *ret);
+/* Frees what a batch holds and empties it; accepts NULL. */
+void agg_batch_free(struct agg_batch *batch);
+
+/* True when so much was counted since the last drain that the caller should drain now (a
+ * message more always fits). */
+bool agg_should_drain(const struct agg *agg);
+
+/* Halves still waiting for their other half. */
+size_t agg_pending(const struct agg *agg);
+const struct agg_counters *agg_counters(const struct agg *agg);
+
+#endif

@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The collector: parse outside the lock (each thread has its own room for a message's spans),
+ * count under it, flush from a thread of its own. A batch the store did not take is kept and sent
+ * again (a bounded number of them), so that a Redis outage delays counts rather than losing them;
+ * while one waits, collector_done_before() does not move, and Kafka offsets are not committed. */
+#include "collector.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "emp/log.h"
+#include "emp/names.h"
+#include "emp/timeutil.h"
+#include "store.h"
+
+#define RESOLVE_SLOTS       (1u << 14) /* services remembered */
+#define RESOLVE_TTL_MS      30000      /* how long a service's app (or its absence) is believed */
+#define UNSENT_MAX          32         /* batches kept while the store is unavailable */
+
+/* What a service name was found to be. */
+struct resolved {
+    char service[2 * NAMES_LABEL_MAX + 2];
+    char app_id[AGG_ID_MAX]; /* "" when it is no app */
+    int64_t until_ms;
+};
+
+struct collector {
+    struct collector_config config;
+    pthread_mutex_t lock; /* the aggregator, the counters, the unsent batches */
+    struct agg *agg;
+    struct resolved *resolve_cache; /* RESOLVE_SLOTS, direct-mapped; under lock */
+    struct collector_counters counters;
+    struct store_trace_stats stats_unsent; /* counted, not yet added to the store */
+    struct agg_counters agg_seen;          /* the aggregator's counters at the last flush */
+    struct agg_batch unsent[UNSENT_MAX];
+    size_t unsent_count;
+    pthread_mutex_t flush_lock; /* one flush at a time */
+    pthread_t flusher;
+    pthread_cond_t wake;
+    bool stopping;
+    atomic_llong done_before_ms;
+};
+
+static uint64_t hash_text(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* agg_resolve_fn: "USERNAME/APPNAME" is the app APPNAME of USERNAME. Called under lock. */
+static bool resolve(void *ctx, const char *service, char *ret_id)
+{
+    struct collector *c = ctx;
+    const char *slash = strchr(service, '/');
+    size_t user_len = slash ? (size_t)(slash - service) : 0;
+    if (!slash || user_len == 0 || user_len > NAMES_LABEL_MAX ||
+        strlen(slash + 1) > NAMES_LABEL_MAX)
+        return false;
+    char user[NAMES_LABEL_MAX + 1];
+    memcpy(user, service, user_len);
+    user[user_len] = '\0';
+    if (!names_is_dns_label(user, NAMES_LABEL_MAX) ||
+        !names_is_dns_label(slash + 1, NAMES_LABEL_MAX))
+        return false;
+    struct resolved *r = &c->resolve_cache[hash_text(service) & (RESOLVE_SLOTS - 1)];
+    int64_t now = time_mono_ms();
+    if (r->until_ms > now && strcmp(r->service, service) == 0) {
+        if (!r->app_id[0])
+            return false;
+        memcpy(ret_id, r->app_id, AGG_ID_MAX);
+        return true;
+    }
+    char id[NAMES_UUID_LEN + 1];
+    struct emp_error err = {0};
+    int rc = store_app_find(c->config.store, user, slash + 1, id, &err);
+    if (rc < 0 && rc != -ENOENT)
+        return false; /* the store is away: not remembered, asked again next time */
+    snprintf(r->service, sizeof(r->service), "%s", service);
+    snprintf(r->app_id, sizeof(r->app_id), "%s", rc == 0 ? id : "");
+    r->until_ms = now + RESOLVE_TTL_MS;
+    if (rc < 0)
+        return false;
+    memcpy(ret_id, id, AGG_ID_MAX);
+    return true;
+}
+
+/* What a parse delivered: the valid spans, to count under the lock. */
+struct delivery {
+    const struct span *spans;
+    size_t count;
+};
+
+static void deliver(void *ctx, const struct span *spans, size_t count)
+{
+    struct delivery *d = ctx;
+    d->spans = spans;
+    d->count = count;
+}
+
+static _Thread_local struct span *room; /* SPAN_LIST_MAX spans; pages are touched as used */
+
+static void free_room(void *p)
+{
+    free(p);
+}
+
+static pthread_key_t room_key;
+static pthread_once_t room_once = PTHREAD_ONCE_INIT;
+
+static void make_room_key(void)
+{
+    pthread_key_create(&room_key, free_room);
+}
+
+/* This thread's room for a message's spans, or NULL. */
+static struct span *thread_room(void)
+{
+    if (!room) {
+        pthread_once(&room_once, make_room_key);
+        room = malloc(SPAN_LIST_MAX * sizeof(*room));
+        if (room)
+            pthread_setspecific(room_key, room); /* freed when the thread ends */
+    }
+    return room;
+}
+
+static void out_of_memory(struct span_parse_result *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->bad_message = true;
+    snprintf(ret->why, sizeof(ret->why), "out of memory");
+}
+
+static void ignore(void *ctx, const struct span *spans, size_t count)
+{
+}
+
+void collector_check(const char *buf, size_t len, struct span_parse_result *ret)
+{
+    if (!thread_room()) {
+        out_of_memory(ret);
+        return;
+    }
+    span_parse_list(buf, len, room, ignore, NULL, ret);
+}
+
+void collector_add(struct collector *c, const char *buf, size_t len, struct span_parse_result *ret)
+{
+    struct span_parse_result result;
+    if (!ret)
+        ret = &result;
+    if (!thread_room()) {
+        out_of_memory(ret);
+        return;
+    }
+    /* parsing needs no lock; the spans are counted under it, in one go */
+    struct delivery d = {0};
+    struct span_parse_result parsed;
+    span_parse_list(buf, len, room, deliver, &d, &parsed);
+    int64_t now_us = time_now_ms() * 1000;
+    pthread_mutex_lock(&c->lock);
+    c->counters.messages++;
+    c->stats_unsent.messages++;
+    if (parsed.bad_message) {
+        c->counters.bad_messages++;
+        c->stats_unsent.bad_messages++;
+    } else {
+        c->counters.spans += parsed.spans;
+        c->counters.bad_spans += parsed.bad_spans;
+        c->stats_unsent.bad_spans += parsed.bad_spans;
+        if (d.count)
+            agg_add(c->agg, d.spans, d.count, now_us);
+    }
+    bool full = agg_should_drain(c->agg);
+    pthread_mutex_unlock(&c->lock);
+    if (full)
+        pthread_cond_signal(&c->wake);
+    *ret = parsed;
+}
+
+/* Moves the aggregator's counters since the last flush into the stats to add. Under lock. */
+static void take_agg_counters(struct collector *c)
+{
+    const struct agg_counters *now = agg_counters(c->agg);
+    struct agg_counters *seen = &c->agg_seen;
+    struct store_trace_stats *st = &c->stats_unsent;
+    st->spans += now->spans - seen->spans;
+    st->unknown_service += now->unknown - seen->unknown;
+    st->too_late += now->too_late - seen->too_late;
+    st->too_early += now->too_early - seen->too_early;
+    st->no_timestamp += now->no_timestamp - seen->no_timestamp;
+    st->pending_dropped += now->pending_dropped - seen->pending_dropped;
+    c->counters.unknown_service = now->unknown;
+    c->counters.too_late = now->too_late;
+    c->counters.too_early = now->too_early;
+    *seen = *now;
+}
+
+/* One flush: finish the joins that are due (all, when force), drain, and add every batch not yet
+ * in the store. Returns 0 when the store has them all. */
+static int flush(struct collector *c, bool force, struct emp_error *err)
+{
+    pthread_mutex_lock(&c->flush_lock);
+    int64_t started = time_mono_ms();
+    pthread_mutex_lock(&c->lock);
+    agg_tick(c->agg, time_now_ms() * 1000, force);
+    take_agg_counters(c);
+    struct agg_batch batch;
+    agg_drain(c->agg, &batch);
+    if (c->unsent_count == UNSENT_MAX) {
+        /* the store has been away for long: the oldest counts are given up */
+        agg_batch_free(&c->unsent[0]);
+        memmove(&c->unsent[0], &c->unsent[1], (UNSENT_MAX - 1) * sizeof(c->unsent[0]));
+        c->unsent_count--;
+        c->counters.dropped_batches++;
+    }
+    c->unsent[c->unsent_count++] = batch;
+    struct store_trace_stats stats = c->stats_unsent;
+    memset(&c->stats_unsent, 0, sizeof(c->stats_unsent));
+    c->counters.pending = agg_pending(c->agg);
+    pthread_mutex_unlock(&c->lock);
+
+    /* the store is written outside the lock: ingestion goes on meanwhile */
+    int r = 0;
+    size_t sent = 0;
+    for (; sent < c->unsent_count; sent++) {
+        r = store_trace_add(c->config.store, &c->unsent[sent], sent == 0 ? &stats : NULL,
+                            time_now_ms(), c->config.join_wait_ms, err);
+        if (r < 0)
+            break;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (r < 0 && sent == 0) { /* the stats were not added either: again next time */
+        struct store_trace_stats *st = &c->stats_unsent;
+        st->messages += stats.messages;
+        st->bad_messages += stats.bad_messages;
+        st->spans += stats.spans;
+        st->bad_spans += stats.bad_spans;
+        st->unknown_service += stats.unknown_service;
+        st->too_late += stats.too_late;
+        st->too_early += stats.too_early;
+        st->no_timestamp += stats.no_timestamp;
+        st->pending_dropped += stats.pending_dropped;
+    }
+    for (size_t i = 0; i < sent; i++)
+        agg_batch_free(&c->unsent[i]);
+    memmove(&c->unsent[0], &c->unsent[sent], (c->unsent_count - sent) * sizeof(c->unsent[0]));
+    c->unsent_count -= sent;
+    c->counters.unsent_batches = c->unsent_count;
+    pthread_mutex_unlock(&c->lock);
+    if (r == 0) {
+        /* what came before this flush started, less what may still wait for its other half
+         * (children of a server wait a window and a half), is in the store */
+        int64_t done = force ? started : started - c->config.join_ms * 3 / 2 - 1;
+        if (done > atomic_load(&c->done_before_ms))
+            atomic_store(&c->done_before_ms, done);
+    }
+    pthread_mutex_unlock(&c->flush_lock);
+    return r;
+}
+
+static void *flusher_main(void *arg)
+{
+    struct collector *c = arg;
+    bool warned = false;
+    pthread_mutex_lock(&c->lock);
+    while (!c->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += c->config.flush_ms / 1000;
+        until.tv_nsec += (c->config.flush_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        if (!agg_should_drain(c->agg))
+            pthread_cond_timedwait(&c->wake, &c->lock, &until);
+        if (c->stopping)
+            break;
+        pthread_mutex_unlock(&c->lock);
+        struct emp_error err = {0};
+        int r = flush(c, false, &err);
+        if (r < 0 && !warned)
+            {
+            char why[300];
+            log_warn("trace counts wait for the store", "error=%s",
+                     log_quote(why, sizeof(why), err.message));
+        }
+        else if (r == 0 && warned)
+            log_info("trace counts reach the store again", NULL);
+        warned = r < 0;
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+int collector_flush_all(struct collector *c, struct emp_error *err)
+{
+    return flush(c, true, err);
+}
+
+int64_t collector_done_before(struct collector *c)
+{
+    return atomic_load(&c->done_before_ms);
+}
+
+void collector_counters(struct collector *c, struct collector_counters *ret)
+{
+    pthread_mutex_lock(&c->lock);
+    *ret = c->counters;
+    ret->pending = agg_pending(c->agg);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int collector_new(const struct collector_config *config, struct collector **ret,
+                  struct emp_error *err)
+{
+    struct collector *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->config = *config;
+    if (c->config.lateness_s <= 0)
+        c->config.lateness_s = 600;
+    if (c->config.future_s <= 0)
+        c->config.future_s = 60;
+    if (c->config.join_ms <= 0)
+        c->config.join_ms = 2000;
+    if (c->config.join_wait_ms <= 0)
+        c->config.join_wait_ms = 10000;
+    if (c->config.flush_ms <= 0)
+        c->config.flush_ms = 1000;
+    if (c->config.pending_max == 0)
+        c->config.pending_max = 100000;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->flush_lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    c->resolve_cache = calloc(RESOLVE_SLOTS, sizeof(*c->resolve_cache));
+    struct agg_config ac = {.bucket_s = STORE_TRACE_FINE_S,
+                            .lateness_s = c->config.lateness_s,
+                            .future_s = c->config.future_s,
+                            .join_ms = c->config.join_ms,
+                            .pending_max = c->config.pending_max,
+                            .resolve = resolve,
+                            .resolve_ctx = c};
+    if (!c->resolve_cache || agg_new(&ac, &c->agg) < 0) {
+        free(c->resolve_cache);
+        free(c);
+        return -ENOMEM;
+    }
+    atomic_store(&c->done_before_ms, time_mono_ms());
+    int r = pthread_create(&c->flusher, NULL, flusher_main, c);
+    if (r != 0) {
+        agg_free(c->agg);
+        free(c->resolve_cache);
+        free(c);
+        return emp_error_set(err, -r, EMP_ERR_INTERNAL, NULL,
+                             "the tracing collector could not start a thread: %s", strerror(r));
+    }
+    *ret = c;
+    return 0;
+}
+
+void collector_free(struct collector *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = true;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->flusher, NULL);
+    struct emp_error err = {0};
+    if (flush(c, true, &err) < 0)
+{
+        char why[300];
+        log_warn("the last trace counts did not reach the store", "error=%s",
+                 log_quote(why, sizeof(why), err.message));
+    }
+    for (size_t i = 0; i < c->unsent_count; i++)
+        agg_batch_free(&c->unsent[i]);
+    agg_free(c->agg);
+    free(c->resolve_cache);
+    pthread_cond_destroy(&c->wake);
+    pthread_mutex_destroy(&c->flush_lock);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}

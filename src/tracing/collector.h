@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The collector: where span messages (a Kafka message, a POST /api/v2/spans body) come in, from
+ * any thread. It parses them, maps each service name to its app, counts them in one aggregator,
+ * and a thread of its own adds what was counted to the store every flush interval. It also says up
+ * to when everything it was given is in the store, so that the Kafka consumer commits offsets only
+ * for spans that are counted. Not for reading metrics back (the store does that). */
+#ifndef EMP_COLLECTOR_H
+#define EMP_COLLECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "emp/error.h"
+#include "span.h"
+
+struct store;
+
+struct collector_config {
+    struct store *store;
+    int64_t lateness_s;   /* spans older than this are refused (600) */
+    int64_t future_s;     /* spans this far ahead are refused (60) */
+    int64_t join_ms;      /* a half of a call waits this long here for its other half (2000) */
+    int64_t join_wait_ms; /* and this long in the store, for other consumers' halves (10000) */
+    int64_t flush_ms;     /* how often counts go to the store (1000) */
+    size_t pending_max;   /* halves waiting here, at most (100000) */
+};
+
+struct collector;
+
+int collector_new(const struct collector_config *config, struct collector **ret,
+                  struct emp_error *err);
+/* Counts what is still pending, adds it to the store, and frees. Accepts NULL. */
+void collector_free(struct collector *collector);
+
+/* Parses and counts one message; fills *ret (may be NULL). Thread-safe. */
+void collector_add(struct collector *collector, const char *buf, size_t len,
+                   struct span_parse_result *ret);
+
+/* Parses one message without counting it, to tell whether it is valid. Thread-safe. */
+void collector_check(const char *buf, size_t len, struct span_parse_result *ret);
+
+/* Everything given to collector_add before this time (time_mono_ms()) is in the store. */
+int64_t collector_done_before(struct collector *collector);
+/* Finishes every join now and adds everything to the store (before a Kafka rebalance gives
+ * partitions away, and at shutdown). Returns 0, or the store's error. */
+int collector_flush_all(struct collector *collector, struct emp_error *err);
+
+/* Counters since start, for the server's own view of ingestion. */
+struct collector_counters {
+    uint64_t messages, bad_messages, spans, bad_spans, unknown_service, too_late, too_early,
+        pending, unsent_batches, dropped_batches;
+};
+void collector_counters(struct collector *collector, struct collector_counters *ret);
+
+#endif

@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A strict, single-pass JSON reader for lists of Zipkin v2 spans. The whole list is checked
+ * before any span is handed on, so that a truncated message counts as one bad message rather
+ * than as a partial one. Fields EMP does not use are checked for JSON syntax and skipped. */
+#include "span.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+struct reader {
+    const char *p, *end;
+    char why[160];
+    bool failed;
+};
+
+static bool fail(struct reader *r, const char *why)
+{
+    if (!r->failed) {
+        r->failed = true;
+        snprintf(r->why, sizeof(r->why), "%s", why);
+    }
+    return false;
+}
+
+static void skip_ws(struct reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
+        r->p++;
+}
+
+static bool eat(struct reader *r, char c)
+{
+    skip_ws(r);
+    if (r->p < r->end && *r->p == c) {
+        r->p++;
+        return true;
+    }
+    return false;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads a string; copies at most size-1 bytes of it into out (NULL: only check it). Sets
+ * *ret_len to the full (unescaped) length. Escapes are decoded; \u sequences become '?' when
+ * outside ASCII (names EMP keeps are ASCII). */
+static bool read_string(struct reader *r, char *out, size_t size, size_t *ret_len)
+{
+    skip_ws(r);
+    if (r->p >= r->end || *r->p != '"')
+        return fail(r, "a string was expected");
+    r->p++;
+    size_t len = 0;
+    while (r->p < r->end) {
+        char c = *r->p++;
+        if (c == '"') {
+            if (out && size)
+                out[len < size ? len : size - 1] = '\0';
+            if (ret_len)
+                *ret_len = len;
+            return true;
+        }
+        if ((unsigned char)c < 0x20)
+            return fail(r, "a control character in a string");
+        if (c == '\\') {
+            if (r->p >= r->end)
+                break;
+            char e = *r->p++;
+            switch (e) {
+            case '"':
+            case '\\':
+            case '/':
+                c = e;
+                break;
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'u': {
+                if (r->end - r->p < 4)
+                    return fail(r, "a truncated \\u escape");
+                int v = 0;
+                for (int i = 0; i < 4; i++) {
+                    int h = hexval(r->p[i]);
+                    if (h < 0)
+                        return fail(r, "a bad \\u escape");
+                    v = v * 16 + h;
+                }
+                r->p += 4;
+                c = v < 0x80 ? (char)v : '?';
+                break;
+            }
+            default:
+                return fail(r, "a bad escape in a string");
+            }
+        }
+        if (len >= SPAN_STRING_MAX)
+            return fail(r, "a string longer than the limit");
+        if (out && len + 1 < size)
+            out[len] = c;
+        len++;
+    }
+    return fail(r, "an unterminated string");
+}
+
+/* An integer (the spec's int64 fields). Fractions and exponents are refused. */
+static bool read_int(struct reader *r, int64_t *ret)
+{
+    skip_ws(r);
+    bool negative = false;
+    if (r->p < r->end && *r->p == '-') {
+        negative = true;
+        r->p++;
+    }
+    const char *start = r->p;
+    uint64_t v = 0;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        if (v > (UINT64_MAX - 9) / 10)
+            return fail(r, "an integer too large");
+        v = v * 10 + (uint64_t)(*r->p - '0');
+        r->p++;
+    }
+    if (r->p == start)
+        return fail(r, "a number was expected");
+    if (r->p < r->end && (*r->p == '.' || *r->p == 'e' || *r->p == 'E'))
+        return fail(r, "an integer was expected");
+    if (v > (uint64_t)INT64_MAX)
+        return fail(r, "an integer too large");
+    *ret = negative ? -(int64_t)v : (int64_t)v;
+    return true;
+}
+
+static bool read_literal(struct reader *r, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0)
+        return fail(r, "an unexpected token");
+    r->p += n;
+    return true;
+}
+
+/* Skips any JSON value, checking its syntax. */
+static bool skip_value(struct reader *r, int depth)
+{
+    if (depth > SPAN_DEPTH_MAX)
+        return fail(r, "nesting deeper than the limit");
+    skip_ws(r);
+    if (r->p >= r->end)
+        return fail(r, "a value was expected");
+    char c = *r->p;
+    if (c == '"')
+        return read_string(r, NULL, 0, NULL);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        r->p++;
+        if (eat(r, close))
+            return true;
+        for (;;) {
+            if (c == '{') {
+                if (!read_string(r, NULL, 0, NULL))
+                    return false;
+                if (!eat(r, ':'))
+                    return fail(r, "':' was expected");
+            }
+            if (!skip_value(r, depth + 1))
+                return false;
+            if (eat(r, close))
+                return true;
+            if (!eat(r, ','))
+                return fail(r, "',' was expected");
+        }
+    }
+    if (c == 't')
+        return read_literal(r, "true");
+    if (c == 'f')
+        return read_literal(r, "false");
+    if (c == 'n')
+        return read_literal(r, "null");
+    /* a number: JSON's grammar */
+    const char *s = r->p;
+    if (*r->p == '-')
+        r->p++;
+    if (r->p >= r->end || !isdigit((unsigned char)*r->p))
+        return fail(r, "an unexpected token");
+    while (r->p < r->end && isdigit((unsigned char)*r->p))
+        r->p++;
+    if (r->p < r->end && *r->p == '.') {
+        r->p++;
+        if (r->p >= r->end || !isdigit((unsigned char)*r->p))
+            return fail(r, "a bad number");
+        while (r->p < r->end && isdigit((unsigned char)*r->p))
+            r->p++;
+    }
+    if (r->p < r->end && (*r->p == 'e' || *r->p == 'E')) {
+        r->p++;
+        if (r->p < r->end && (*r->p == '+' || *r->p == '-'))
+            r->p++;
+        if (r->p >= r->end || !isdigit((unsigned char)*r->p))
+            return fail(r, "a bad number");
+        while (r->p < r->end && isdigit((unsigned char)*r->p))
+            r->p++;
+    }
+    return r->p > s;
+}
+
+/* The type of the next value, without consuming it. */
+static char peek(struct reader *r)
+{
+    skip_ws(r);
+    return r->p < r->end ? *r->p : '\0';
+}
+
+/* Per span: whether its fields are valid (syntax problems fail the whole reader instead). */
+struct span_check {
+    bool ok;
+    char why[96];
+};
+
+static void invalid(struct span_check *c, const char *why)
+{
+    if (c->ok) {
+        c->ok = false;
+        snprintf(c->why, sizeof(c->why), "%s", why);
+    }
+}
+
+static bool parse_hex_id(const char *s, size_t len, uint64_t *hi, uint64_t *lo)
+{
+    if (len != 16 && len != 32)
+        return false;
+    uint64_t parts[2] = {0, 0};
+    for (size_t i = 0; i < len; i++) {
+        int h = hexval(s[i]);
+        if (h < 0 || (s[i] >= 'A' && s[i] <= 'F'))
+            return false; /* the spec says lowercase hex */
+        size_t part = len == 32 && i < 16 ? 0 : 1;
+        parts[part] = parts[part] * 16 + (uint64_t)h;
+    }
+    *hi = parts[0];
+    *lo = parts[1];
+    return true;
+}
+
+static bool read_id(struct reader *r, struct span_check *c, bool trace, uint64_t *hi,
+                    uint64_t *lo, const char *what)
+{
+    if (peek(r) != '"') {
+        invalid(c, what);
+        return skip_value(r, 1);
+    }
+    char buf[40];
+    size_t len;
+    if (!read_string(r, buf, sizeof(buf), &len))
+        return false;
+    uint64_t h = 0, l = 0;
+    if (len >= sizeof(buf) || !parse_hex_id(buf, len, &h, &l) || (!trace && len != 16) ||
+        (h == 0 && l == 0))
+        invalid(c, what);
+    *hi = h;
+    *lo = l;
+    return true;
+}
+
+/* {"serviceName": "...", ...}: the service name, lowercased. */
+static bool read_endpoint(struct reader *r, struct span_check *c, char *service)
+{
+    if (peek(r) != '{') {
+        if (peek(r) == 'n')
+            return read_literal(r, "null");
+        invalid(c, "an endpoint that is not an object");
+        return skip_value(r, 1);
+    }
+    r->p++;
+    if (eat(r, '}'))
+        return true;
+    for (;;) {
+        char key[32];
+        size_t klen;
+        if (!read_string(r, key, sizeof(key), &klen) || !eat(r, ':'))
+            return r->failed ? false : fail(r, "':' was expected");
+        if (klen == 11 && strcmp(key, "serviceName") == 0 && peek(r) == '"') {
+            size_t len;
+            if (!read_string(r, service, SPAN_SERVICE_MAX, &len))
+                return false;
+            if (len >= SPAN_SERVICE_MAX) {
+                invalid(c, "a service name longer than the limit");
+                service[0] = '\0';
+            }
+            for (char *p = service; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        } else if (!skip_value(r, 2)) {
+            return false;
+        }
+        if (eat(r, '}'))
+            return true;
+        if (!eat(r, ','))
+            return fail(r, "',' was expected");
+    }
+}
+
+static bool read_tags(struct reader *r, struct span_check *c, struct span *s)
+{
+    if (peek(r) != '{') {
+        invalid(c, "tags that are not an object");
+        return skip_value(r, 1);
+    }
+    r->p++;
+    if (eat(r, '}'))
+        return true;
+    size_t tags = 0;
+    for (;;) {
+        char key[32];
+        size_t klen;
+        if (!read_string(r, key, sizeof(key), &klen) || !eat(r, ':'))
+            return r->failed ? false : fail(r, "':' was expected");
+        if (++tags > SPAN_TAGS_MAX)
+            invalid(c, "more tags than the limit");
+        if (peek(r) != '"') {
+            invalid(c, "a tag value that is not a string");
+            if (!skip_value(r, 2))
+                return false;
+        } else if (klen == 5 && strcmp(key, "error") == 0) {
+            if (!read_string(r, NULL, 0, NULL))
+                return false;
+            s->error = true; /* any value: Zipkin's rule */
+        } else if (klen == 16 && strcmp(key, "http.status_code") == 0) {
+            char v[16];
+            size_t vlen;
+            if (!read_string(r, v, sizeof(v), &vlen))
+                return false;
+            int code = 0;
+            for (size_t i = 0; i < vlen && i < sizeof(v) - 1 && isdigit((unsigned char)v[i]);
+                 i++)
+                code = code * 10 + (v[i] - '0');
+            s->http_status = code < 1000 ? code : 0;
+        } else if (!read_string(r, NULL, 0, NULL)) {
+            return false;
+        }
+        if (eat(r, '}'))
+            return true;
+        if (!eat(r, ','))
+            return fail(r, "',' was expected");
+    }
+}
+
+static bool read_bool(struct reader *r, struct span_check *c, bool *out)
+{
+    char p = peek(r);
+    if (p == 't') {
+        *out = true;
+        return read_literal(r, "true");
+    }
+    if (p == 'f') {
+        *out = false;
+        return read_literal(r, "false");
+    }
+    invalid(c, "a boolean was expected");
+    return skip_value(r, 1);
+}
+
+static bool read_integer_field(struct reader *r, struct span_check *c, int64_t *out,
+                               const char *what)
+{
+    char p = peek(r);
+    if (p != '-' && !(p >= '0' && p <= '9')) {
+        invalid(c, what);
+        return skip_value(r, 1);
+    }
+    if (!read_int(r, out))
+        return false;
+    return true;
+}
+
+/* One span object. Returns false on a syntax error (the message is bad); c says whether the
+ * span itself is valid. */
+static bool read_span(struct reader *r, struct span *s, struct span_check *c)
+{
+    memset(s, 0, sizeof(*s));
+    c->ok = true;
+    c->why[0] = '\0';
+    if (peek(r) != '{') {
+        invalid(c, "a span that is not an object");
+        return skip_value(r, 0);
+    }
+    r->p++;
+    bool has_trace = false, has_id = false;
+    if (!eat(r, '}')) {
+        for (;;) {
+            char key[32];
+            size_t klen;
+            if (!read_string(r, key, sizeof(key), &klen) || !eat(r, ':'))
+                return r->failed ? false : fail(r, "':' was expected");
+            uint64_t unused;
+            bool ok;
+            if (strcmp(key, "traceId") == 0) {
+                ok = read_id(r, c, true, &s->trace_hi, &s->trace_lo, "a bad traceId");
+                has_trace = true;
+            } else if (strcmp(key, "id") == 0) {
+                ok = read_id(r, c, false, &unused, &s->id, "a bad id");
+                has_id = true;
+            } else if (strcmp(key, "parentId") == 0) {
+                ok = read_id(r, c, false, &unused, &s->parent_id, "a bad parentId");
+                s->has_parent = true;
+            } else if (strcmp(key, "kind") == 0) {
+                if (peek(r) != '"') {
+                    invalid(c, "a kind that is not a string");
+                    ok = skip_value(r, 1);
+                } else {
+                    char kind[16];
+                    size_t len;
+                    ok = read_string(r, kind, sizeof(kind), &len);
+                    if (ok && strcmp(kind, "CLIENT") == 0)
+                        s->kind = SPAN_CLIENT;
+                    else if (ok && strcmp(kind, "SERVER") == 0)
+                        s->kind = SPAN_SERVER;
+                    else if (ok && strcmp(kind, "PRODUCER") == 0)
+                        s->kind = SPAN_PRODUCER;
+                    else if (ok && strcmp(kind, "CONSUMER") == 0)
+                        s->kind = SPAN_CONSUMER;
+                    else if (ok)
+                        invalid(c, "an unknown kind");
+                }
+            } else if (strcmp(key, "timestamp") == 0) {
+                ok = read_integer_field(r, c, &s->timestamp_us, "a bad timestamp");
+                if (ok && s->timestamp_us < 0)
+                    invalid(c, "a negative timestamp");
+            } else if (strcmp(key, "duration") == 0) {
+                ok = read_integer_field(r, c, &s->duration_us, "a bad duration");
+                if (ok && s->duration_us < 0)
+                    invalid(c, "a negative duration");
+            } else if (strcmp(key, "localEndpoint") == 0) {
+                ok = read_endpoint(r, c, s->local_service);
+            } else if (strcmp(key, "remoteEndpoint") == 0) {
+                ok = read_endpoint(r, c, s->remote_service);
+            } else if (strcmp(key, "tags") == 0) {
+                ok = read_tags(r, c, s);
+            } else if (strcmp(key, "shared") == 0) {
+                ok = read_bool(r, c, &s->shared);
+            } else {
+                ok = skip_value(r, 1); /* name, annotations, debug, ... */
+            }
+            if (!ok)
+                return false;
+            if (eat(r, '}'))
+                break;
+            if (!eat(r, ','))
+                return fail(r, "',' was expected between fields");
+        }
+    }
+    if (!has_trace || !has_id)
+        invalid(c, "a span without traceId or id");
+    if (!s->local_service[0])
+        invalid(c, "a span without localEndpoint.serviceName");
+    return true;
+}
+
+void span_parse_list(const char *buf, size_t len, struct span *spans,
+                     void (*deliver)(void *ctx, const struct span *spans, size_t count),
+                     void *ctx, struct span_parse_result *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    struct reader r = {.p = buf, .end = buf + len};
+    size_t count = 0, bad = 0;
+    if (len > SPAN_MESSAGE_MAX) {
+        fail(&r, "a message larger than the limit");
+        goto bad;
+    }
+    if (!eat(&r, '[')) {
+        fail(&r, "a list of spans was expected");
+        goto bad;
+    }
+    if (!eat(&r, ']')) {
+        for (;;) {
+            if (count + bad >= SPAN_LIST_MAX) {
+                fail(&r, "more spans in one message than the limit");
+                goto bad;
+            }
+            struct span_check check;
+            if (!read_span(&r, &spans[count], &check))
+                goto bad;
+            if (check.ok)
+                count++;
+            else
+                bad++;
+            if (eat(&r, ']'))
+                break;
+            if (!eat(&r, ',')) {
+                fail(&r, "',' was expected between spans");
+                goto bad;
+            }
+        }
+    }
+    skip_ws(&r);
+    if (r.p != r.end) {
+        fail(&r, "text after the list");
+        goto bad;
+    }
+    ret->spans = count;
+    ret->bad_spans = bad;
+    if (count)
+        deliver(ctx, spans, count);
+    return;
+bad:
+    ret->bad_message = true;
+    snprintf(ret->why, sizeof(ret->why), "%s (byte %zu)", r.why, (size_t)(r.p - buf));
+}

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The aggregator: requests, errors and latency per app and bucket, self time, and dependency
+ * edges joined from both halves of each call in both of Zipkin's conventions, with leaves to
+ * uninstrumented services; late, early and unknown spans are refused and counted. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "aggregate.h"
+
+#define NOW 1800000000000000LL /* µs */
+
+/* services a, b, c are apps "id-a" ...; anything else is no EMP app */
+static bool resolve(void *ctx, const char *service, char *ret_id)
+{
+    if (strncmp(service, "alice/", 6) != 0)
+        return false;
+    snprintf(ret_id, AGG_ID_MAX, "id-%s", service + 6);
+    return true;
+}
+
+static struct agg *new_agg(void)
+{
+    struct agg_config config = {.bucket_s = 10, .lateness_s = 600, .future_s = 60,
+                                .join_ms = 1000, .pending_max = 1000, .resolve = resolve};
+    struct agg *a;
+    assert_int_equal(agg_new(&config, &a), 0);
+    return a;
+}
+
+static struct span span(uint64_t trace, uint64_t id, uint64_t parent, enum span_kind kind,
+                        const char *service, const char *remote, int64_t ts, int64_t dur)
+{
+    struct span s = {.trace_lo = trace, .id = id, .parent_id = parent, .has_parent = parent != 0,
+                     .kind = kind, .timestamp_us = ts, .duration_us = dur};
+    snprintf(s.local_service, sizeof(s.local_service), "%s", service);
+    snprintf(s.remote_service, sizeof(s.remote_service), "%s", remote ? remote : "");
+    return s;
+}
+
+static struct agg_batch drain(struct agg *a)
+{
+    agg_tick(a, NOW + 10 * 1000000, true);
+    struct agg_batch b;
+    assert_int_equal(agg_drain(a, &b), 0);
+    return b;
+}
+
+static const struct agg_series *series(const struct agg_batch *b, const char *app)
+{
+    for (size_t i = 0; i < b->series_count; i++)
+        if (strcmp(b->series[i].app_id, app) == 0)
+            return &b->series[i];
+    return NULL;
+}
+
+static const struct agg_edge *edge(const struct agg_batch *b, const char *caller, const char *callee)
+{
+    for (size_t i = 0; i < b->edges_count; i++)
+        if (strcmp(b->edges[i].caller, caller) == 0 && strcmp(b->edges[i].callee, callee) == 0)
+            return &b->edges[i];
+    return NULL;
+}
+
+static uint64_t hist_total(const struct agg_hist *h)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < h->len; i++)
+        n += h->entries[i].count;
+    return n;
+}
+
+/* A -> B -> C, B slow: 100 traces in the shared-span convention (the server shares the client's
+ * id) or the child convention (the server is a child of the client), spans in a scrambled order.
+ * flag_shared: the server spans say "shared" whatever their ids, as py_zipkin's do. */
+static void run_chain_flagged(bool shared_ids, bool flag_shared, unsigned shuffle_seed)
+{
+    struct agg *a = new_agg();
+    enum { TRACES = 100, PER = 5 };
+    struct span all[TRACES * PER];
+    size_t n = 0;
+    for (uint64_t t = 1; t <= TRACES; t++) {
+        int64_t ts = NOW - 5000000;
+        uint64_t ab = t * 10 + 2, bc = t * 10 + 4;
+        all[n++] = span(t, t * 10 + 1, 0, SPAN_SERVER, "alice/a", NULL, ts, 300000);
+        all[n++] = span(t, ab, t * 10 + 1, SPAN_CLIENT, "alice/a", "alice/b", ts + 1000, 280000);
+        struct span b_server = shared_ids
+                                   ? span(t, ab, t * 10 + 1, SPAN_SERVER, "alice/b", NULL,
+                                          ts + 2000, 270000)
+                                   : span(t, t * 10 + 3, ab, SPAN_SERVER, "alice/b", NULL,
+                                          ts + 2000, 270000);
+        b_server.shared = shared_ids || flag_shared;
+        all[n++] = b_server;
+        uint64_t b_id = shared_ids ? ab : t * 10 + 3;
+        all[n++] = span(t, bc, b_id, SPAN_CLIENT, "alice/b", "alice/c", ts + 3000, 20000);
+        struct span c_server = shared_ids
+                                   ? span(t, bc, b_id, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000)
+                                   : span(t, t * 10 + 5, bc, SPAN_SERVER, "alice/c", NULL,
+                                          ts + 4000, 15000);
+        c_server.shared = shared_ids || flag_shared;
+        if (t % 10 == 0)
+            c_server.http_status = 503;
+        all[n++] = c_server;
+    }
+    /* spans come out of order */
+    srand(shuffle_seed);
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)rand() % (i + 1);
+        struct span tmp = all[i];
+        all[i] = all[j];
+        all[j] = tmp;
+    }
+    for (size_t i = 0; i < n; i += 7)
+        agg_add(a, all + i, n - i < 7 ? n - i : 7, NOW);
+    struct agg_batch b = drain(a);
+    const struct agg_series *sa = series(&b, "id-a"), *sb = series(&b, "id-b"),
+                            *sc = series(&b, "id-c");
+    assert_non_null(sa);
+    assert_non_null(sb);
+    assert_non_null(sc);
+    assert_int_equal(sa->requests, TRACES);
+    assert_int_equal(sb->requests, TRACES);
+    assert_int_equal(sc->requests, TRACES);
+    assert_int_equal(sc->errors, TRACES / 10);
+    assert_int_equal(sa->errors, 0);
+    assert_int_equal(hist_total(&sa->latency), TRACES);
+    /* self time: a waits 280 ms of its 300, b waits 20 ms of its 270: b's own code is slow */
+    assert_int_equal(hist_total(&sa->self), TRACES);
+    double a_self = hist_quantile(sa->self.entries, sa->self.len, 0.5);
+    double b_self = hist_quantile(sb->self.entries, sb->self.len, 0.5);
+    assert_true(a_self > 20000 * (1 - HIST_RELATIVE_ERROR) && a_self < 20000 * (1 + HIST_RELATIVE_ERROR));
+    assert_true(b_self > 250000 * (1 - HIST_RELATIVE_ERROR) && b_self < 250000 * (1 + HIST_RELATIVE_ERROR));
+    const struct agg_edge *e_ab = edge(&b, "alice/a", "alice/b");
+    const struct agg_edge *e_bc = edge(&b, "alice/b", "alice/c");
+    assert_non_null(e_ab);
+    assert_non_null(e_bc);
+    assert_int_equal(e_ab->calls, TRACES);
+    assert_int_equal(e_bc->calls, TRACES);
+    assert_string_equal(e_ab->callee_app, "id-b");
+    assert_int_equal(b.edges_count, 2); /* no A -> C, no leaves: every call found its server */
+    assert_int_equal(b.halves_count, 0);
+    assert_int_equal(agg_pending(a), 0);
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
+static void run_chain(bool shared_ids, unsigned shuffle_seed)
+{
+    run_chain_flagged(shared_ids, false, shuffle_seed);
+}
+
+static void test_chain_shared_ids(void **state)
+{
+    run_chain(true, 1);
+    run_chain(true, 2);
+}
+
+static void test_chain_child_spans(void **state)
+{
+    run_chain(false, 1);
+    run_chain(false, 3);
+}
+
+static void test_chain_py_zipkin(void **state)
+{
+    run_chain_flagged(false, true, 1);
+    run_chain_flagged(false, true, 4);
+}
+
+static void test_leaf_and_errors(void **state)
+{
+    struct agg *a = new_agg();
+    struct span s[] = {
+        span(7, 1, 0, SPAN_SERVER, "alice/web", NULL, NOW - 1000000, 5000),
+        span(7, 2, 1, SPAN_CLIENT, "alice/web", "postgres", NOW - 999000, 4000),
+        span(8, 3, 0, SPAN_KIND_NONE, "alice/web", NULL, NOW - 1000000, 100), /* a root */
+        span(8, 4, 3, SPAN_KIND_NONE, "alice/web", NULL, NOW - 1000000, 50),  /* local work */
+    };
+    s[1].error = true;
+    agg_add(a, s, 4, NOW);
+    struct agg_batch b = drain(a);
+    const struct agg_series *web = series(&b, "id-web");
+    assert_int_equal(web->requests, 2); /* the server span and the root without kind */
+    const struct agg_edge *db = edge(&b, "alice/web", "postgres");
+    assert_non_null(db); /* a client span nobody answered: a leaf */
+    assert_int_equal(db->calls, 1);
+    assert_int_equal(db->errors, 1);
+    assert_string_equal(db->callee_app, "");
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
+/* Halves whose other half this aggregator never saw are handed over for the store to join: a
+ * call to an app whose server went elsewhere, and a server whose caller did. */
+static void test_halves(void **state)
+{
+    struct agg *a = new_agg();
+    struct span s[] = {
+        span(9, 1, 0, SPAN_SERVER, "alice/web", NULL, NOW - 1000000, 5000),
+        span(9, 2, 1, SPAN_CLIENT, "alice/web", "alice/api", NOW - 999000, 4000),
+        span(10, 5, 4, SPAN_SERVER, "alice/api", NULL, NOW - 999000, 3000),
+    };
+    s[2].shared = true;
+    agg_add(a, s, 3, NOW);
+    struct agg_batch b = drain(a);
+    assert_int_equal(b.edges_count, 0); /* no edge to guess */
+    assert_int_equal(b.halves_count, 2);
+    const struct agg_half *call = b.halves[0].server ? &b.halves[1] : &b.halves[0];
+    const struct agg_half *server = b.halves[0].server ? &b.halves[0] : &b.halves[1];
+    assert_false(call->server);
+    assert_int_equal(call->id, 2);
+    assert_string_equal(call->app_id, "id-web");
+    assert_string_equal(call->remote, "alice/api");
+    assert_int_equal(call->duration_us, 4000);
+    int64_t ts_s = (NOW - 999000) / 1000000;
+    assert_int_equal(call->bucket, ts_s - ts_s % 10);
+    assert_true(server->server);
+    assert_int_equal(server->id, 5);
+    assert_int_equal(server->parent_id, 4);
+    assert_true(server->shared);
+    assert_string_equal(server->service, "alice/api");
+    assert_int_equal(agg_counters(a)->halves, 2);
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
+static void test_refusals(void **state)
+{
+    struct agg *a = new_agg();
+    struct span s[] = {
+        span(1, 1, 0, SPAN_SERVER, "bob/other", NULL, NOW, 10),            /* no EMP app here */
+        span(1, 2, 0, SPAN_SERVER, "alice/a", NULL, NOW - 3600000000LL, 10), /* an hour late */
+        span(1, 3, 0, SPAN_SERVER, "alice/a", NULL, NOW + 3600000000LL, 10), /* from the future */
+        span(1, 4, 0, SPAN_SERVER, "alice/a", NULL, NOW - 300000000LL, 10), /* late, accepted */
+    };
+    agg_add(a, s, 4, NOW);
+    const struct agg_counters *c = agg_counters(a);
+    assert_int_equal(c->unknown, 1);
+    assert_int_equal(c->too_late, 1);
+    assert_int_equal(c->too_early, 1);
+    assert_int_equal(c->spans, 1);
+    struct agg_batch b = drain(a);
+    assert_int_equal(b.series_count, 1);
+    /* bucketed by the span's time, not by when it came */
+    int64_t ts_s = (NOW - 300000000LL) / 1000000;
+    assert_int_equal(b.series[0].bucket, ts_s - ts_s % 10);
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
+static void test_bounded_pending(void **state)
+{
+    struct agg *a = new_agg(); /* pending_max 1000 */
+    for (uint64_t t = 1; t <= 5000; t++) {
+        struct span s = span(t, t, 0, SPAN_SERVER, "alice/a", NULL, NOW, 100);
+        agg_add(a, &s, 1, NOW);
+        assert_true(agg_pending(a) <= 1000);
+    }
+    assert_true(agg_counters(a)->pending_dropped >= 4000);
+    struct agg_batch b = drain(a);
+    assert_int_equal(series(&b, "id-a")->requests, 5000); /* counted anyway */
+    assert_int_equal(hist_total(&series(&b, "id-a")->self), 5000);
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain_shared_ids),
+        cmocka_unit_test(test_chain_child_spans),
+        cmocka_unit_test(test_chain_py_zipkin),
+        cmocka_unit_test(test_leaf_and_errors),
+        cmocka_unit_test(test_halves),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_bounded_pending),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
