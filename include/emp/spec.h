@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "emp/error.h"
+#include "emp/names.h"
 #include "emp/quality.h"
 
 /* Bounds on everything a spec can make the server hold. */
@@ -80,6 +81,29 @@ int spec_set_metric(struct emp_spec *spec, const char *metric, const char *value
 
 /* Finds the declared target of a kind; NULL if the app declares none. */
 const struct spec_metric *spec_find_metric(const struct emp_spec *spec, enum qm_kind kind);
+
+/* References to other apps in env values: "${app:NAME}" anywhere in a value stands for the address
+ * (HOST:PORT) at which the app NAME of the same user is reached from this app's replicas. The
+ * backend decides what the address is when it starts a replica (see cluster_app_address). */
+#define SPEC_REF_PREFIX "${app:"
+#define SPEC_REFS_MAX   32 /* distinct apps one spec may reference */
+
+/* Finds the first reference in value at or after *pos. Returns 1 with name (at least
+ * NAMES_LABEL_MAX + 1 bytes) filled, *ret_start at its "$" and *pos just past its "}"; 0 when
+ * there is none; -EINVAL when "${app:" is not followed by an app name and "}". */
+int spec_ref_next(const char *value, size_t *pos, size_t *ret_start, char *name);
+
+/* The apps spec references, each once, in the order they first appear: fills names (SPEC_REFS_MAX
+ * of NAMES_LABEL_MAX + 1 bytes) and returns how many. A parsed spec's references are valid. */
+size_t spec_refs(const struct emp_spec *spec, char (*names)[NAMES_LABEL_MAX + 1]);
+
+/* value with each reference replaced by what resolve() writes for its name into buf (size bytes,
+ * NUL-terminated); resolve returns 0 or a negative errno with err set, which stops the expansion.
+ * Returns 0 with a malloc'd *ret, or a negative errno. */
+typedef int (*spec_ref_resolve_fn)(void *ctx, const char *name, char *buf, size_t size,
+                                   struct emp_error *err);
+int spec_ref_expand(const char *value, spec_ref_resolve_fn resolve, void *ctx, char **ret,
+                    struct emp_error *err);
 
 /* Accepts NULL. */
 void spec_free(struct emp_spec *spec);

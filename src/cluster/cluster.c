@@ -180,6 +180,12 @@ int cluster_validate(struct cluster *cluster, const struct cluster_app *app, str
     return cluster->ops->validate(cluster->state, app, err);
 }
 
+int cluster_address_of(struct cluster *cluster, const struct cluster_app *app, char *buf,
+                       size_t size, struct emp_error *err)
+{
+    return CALL(cluster, err, address_of, app, buf, size, err);
+}
+
 int cluster_deploy(struct cluster *cluster, const struct cluster_app *app, struct emp_error *err)
 {
     return CALL(cluster, err, deploy, app, err);

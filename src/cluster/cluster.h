@@ -103,6 +103,11 @@ struct cluster_backend_ops {
     int (*remove)(void *state, const struct cluster_app *app, bool purge, struct emp_error *err);
     int (*status)(void *state, const struct cluster_app *app, struct cluster_status *ret_status,
                   struct emp_error *err);
+    /* Where the other apps of app's owner reach app, as HOST:PORT: what their ${app:NAME} envs
+     * become (see spec_ref_next). app need not be deployed yet; the address is the one it will
+     * have. Must not block. */
+    int (*address_of)(void *state, const struct cluster_app *app, char *buf, size_t size,
+                      struct emp_error *err);
 };
 
 struct cluster;
@@ -142,6 +147,8 @@ int cluster_stop(struct cluster *cluster, const struct cluster_app *app, struct 
 int cluster_start(struct cluster *cluster, const struct cluster_app *app, struct emp_error *err);
 int cluster_remove(struct cluster *cluster, const struct cluster_app *app, bool purge,
                    struct emp_error *err);
+int cluster_address_of(struct cluster *cluster, const struct cluster_app *app, char *buf,
+                       size_t size, struct emp_error *err);
 int cluster_status(struct cluster *cluster, const struct cluster_app *app,
                    struct cluster_status *ret_status, struct emp_error *err);
 

@@ -22,6 +22,89 @@ static const char *const resource_fields[] = {"cpu", "memory", NULL};
 static const char *const replica_fields[] = {"min", "max", "initial", NULL};
 static const char *const health_fields[] = {"path", NULL};
 
+int spec_ref_next(const char *value, size_t *pos, size_t *ret_start, char *name)
+{
+    const char *p = strstr(value + *pos, SPEC_REF_PREFIX);
+    if (!p)
+        return 0;
+    *ret_start = (size_t)(p - value);
+    const char *n = p + strlen(SPEC_REF_PREFIX);
+    const char *close = strchr(n, '}');
+    size_t len = close ? (size_t)(close - n) : 0;
+    if (!close || len == 0 || len > NAMES_LABEL_MAX)
+        return -EINVAL;
+    memcpy(name, n, len);
+    name[len] = '\0';
+    if (!names_is_dns_label(name, NAMES_LABEL_MAX))
+        return -EINVAL;
+    *pos = (size_t)(close + 1 - value);
+    return 1;
+}
+
+size_t spec_refs(const struct emp_spec *spec, char (*names)[NAMES_LABEL_MAX + 1])
+{
+    size_t n = 0;
+    for (size_t i = 0; i < spec->envs_len; i++) {
+        size_t pos = 0, start;
+        char name[NAMES_LABEL_MAX + 1];
+        while (spec_ref_next(spec->envs[i].value, &pos, &start, name) > 0) {
+            size_t j = 0;
+            while (j < n && strcmp(names[j], name) != 0)
+                j++;
+            if (j == n && n < SPEC_REFS_MAX)
+                memcpy(names[n++], name, sizeof(name));
+        }
+    }
+    return n;
+}
+
+int spec_ref_expand(const char *value, spec_ref_resolve_fn resolve, void *ctx, char **ret,
+                    struct emp_error *err)
+{
+    size_t cap = strlen(value) + 1, len = 0, pos = 0, start;
+    char *out = malloc(cap);
+    if (!out)
+        return -ENOMEM;
+    char name[NAMES_LABEL_MAX + 1];
+    int r;
+    for (;;) {
+        size_t from = pos;
+        r = spec_ref_next(value, &pos, &start, name);
+        size_t lit = (r == 1 ? start : strlen(value + from) + from) - from;
+        char address[512] = "";
+        if (r == 1) {
+            int rr = resolve(ctx, name, address, sizeof(address), err);
+            if (rr < 0) {
+                free(out);
+                return rr;
+            }
+        } else if (r < 0) {
+            free(out);
+            return emp_error_set(err, -EINVAL, EMP_ERR_INVALID_FIELD, NULL,
+                                 "'%.60s' is not a reference to an app", value + start);
+        }
+        size_t add = strlen(address);
+        if (len + lit + add + 1 > cap) {
+            cap = (len + lit + add + 1) * 2;
+            char *grown = realloc(out, cap);
+            if (!grown) {
+                free(out);
+                return -ENOMEM;
+            }
+            out = grown;
+        }
+        memcpy(out + len, value + from, lit);
+        len += lit;
+        memcpy(out + len, address, add);
+        len += add;
+        if (r == 0)
+            break;
+    }
+    out[len] = '\0';
+    *ret = out;
+    return 0;
+}
+
 void spec_free(struct emp_spec *spec)
 {
     if (!spec)
@@ -363,8 +446,42 @@ static void check_port(struct checker *c, const json_t *value)
     c->spec->port = (int)port;
 }
 
+/* The references of one env value: well formed, and at most SPEC_REFS_MAX apps in all. */
+static bool check_refs(struct checker *c, const char *field, const char *value,
+                       char (*refs)[NAMES_LABEL_MAX + 1], size_t *nrefs)
+{
+    size_t pos = 0, start;
+    char name[NAMES_LABEL_MAX + 1];
+    int r;
+    while ((r = spec_ref_next(value, &pos, &start, name)) != 0) {
+        if (r < 0) {
+            emp_errlist_add(c->errs, EMP_ERR_INVALID_FIELD, field,
+                            "%s has '%.60s', which is not a reference to an app: write "
+                            "${app:NAME} with NAME one of your apps (lowercase letters, digits "
+                            "and '-', at most %d characters)",
+                            field, value + start, NAMES_LABEL_MAX);
+            return false;
+        }
+        size_t i = 0;
+        while (i < *nrefs && strcmp(refs[i], name) != 0)
+            i++;
+        if (i < *nrefs)
+            continue;
+        if (*nrefs == SPEC_REFS_MAX) {
+            emp_errlist_add(c->errs, EMP_ERR_INVALID_FIELD, field,
+                            "%s refers to app '%s': envs may refer to at most %d different apps",
+                            field, name, SPEC_REFS_MAX);
+            return false;
+        }
+        memcpy(refs[(*nrefs)++], name, sizeof(name));
+    }
+    return true;
+}
+
 static void check_envs(struct checker *c, const json_t *value)
 {
+    char refs[SPEC_REFS_MAX][NAMES_LABEL_MAX + 1];
+    size_t nrefs = 0;
     if (!value)
         return;
     if (!json_is_array(value)) {
@@ -443,6 +560,8 @@ static void check_envs(struct checker *c, const json_t *value)
                             json_string_length(val), SPEC_ENV_VALUE_MAX);
             ok = false;
         }
+        if (ok)
+            ok = check_refs(c, field, json_string_value(val), refs, &nrefs);
         if (ok) {
             envs[kept].name = xstrdup(json_string_value(name));
             envs[kept].value = xstrdup(json_string_value(val));

@@ -68,6 +68,33 @@ static int developer_only(const struct auth_principal *caller, const char *what,
                          what);
 }
 
+/* Every app that spec's envs refer to (${app:NAME}) is one of owner's, or spec's own. */
+static int check_refs(struct apps *apps, const char *owner, const struct emp_spec *spec,
+                      struct emp_errlist *errs)
+{
+    char names[SPEC_REFS_MAX][NAMES_LABEL_MAX + 1];
+    size_t n = spec_refs(spec, names);
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(names[i], spec->name) == 0)
+            continue;
+        char id[NAMES_UUID_LEN + 1];
+        struct emp_error err = {0};
+        int rc = store_app_find(apps->store, owner, names[i], id, &err);
+        if (rc == -ENOENT) {
+            emp_errlist_add(errs, EMP_ERR_INVALID_FIELD, "envs",
+                            "envs refer to ${app:%s}, but you have no app called '%s': deploy it "
+                            "first (an env may refer only to your own apps)",
+                            names[i], names[i]);
+            r = -EINVAL;
+        } else if (rc < 0) {
+            emp_errlist_add(errs, err.code, NULL, "%s", err.message);
+            return rc;
+        }
+    }
+    return r;
+}
+
 int apps_deploy(struct apps *apps, const struct auth_principal *caller, const char *body,
                 size_t body_len, struct store_app **ret_app, struct emp_errlist *errs)
 {
@@ -95,6 +122,9 @@ int apps_deploy(struct apps *apps, const struct auth_principal *caller, const ch
     r = cluster_validate(apps->cluster, &capp, &err);
     if (r < 0)
         goto fail;
+    r = check_refs(apps, caller->username, spec, errs);
+    if (r < 0)
+        goto out;
     app = calloc(1, sizeof(*app));
     if (!app) {
         r = -ENOMEM;

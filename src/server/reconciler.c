@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "emp/log.h"
+#include "emp/names.h"
 #include "emp/spec.h"
 #include "emp/timeutil.h"
 
@@ -95,9 +96,75 @@ static void log_transition(const struct store_app *app, const struct store_app_o
 
 /* The desired state is DESIRED_RUNNING: bring the backend there. Returns when to look next.
  * reason and address (CLUSTER_REASON_MAX and CLUSTER_ADDRESS_MAX bytes) hold what obs points to. */
+/* ---- references to other apps in envs ---- */
+
+struct ref_ctx {
+    struct recon *r;
+    const struct cluster_app *self;
+};
+
+/* spec_ref_resolve_fn: the address of the app name of the same owner, as the backend gives it. */
+static int resolve_ref(void *arg, const char *name, char *buf, size_t size, struct emp_error *err)
+{
+    struct ref_ctx *ctx = arg;
+    if (strcmp(name, ctx->self->name) == 0)
+        return cluster_address_of(ctx->r->cluster, ctx->self, buf, size, err);
+    char id[NAMES_UUID_LEN + 1];
+    struct store_app *other = NULL;
+    struct emp_spec *spec = NULL;
+    struct emp_errlist errs;
+    emp_errlist_init(&errs);
+    int rc = store_app_find(ctx->r->store, ctx->self->owner, name, id, err);
+    if (rc == 0)
+        rc = store_app_get(ctx->r->store, id, &other, err);
+    if (rc == -ENOENT || (rc == 0 && other->desired == DESIRED_REMOVED)) {
+        rc = emp_error_set(err, -ENOENT, EMP_ERR_INVALID_FIELD, NULL,
+                           "its envs refer to ${app:%s}, but there is no app '%s' any more: deploy "
+                           "it again, or deploy this app without the reference",
+                           name, name);
+    } else if (rc == 0 &&
+               spec_parse(other->spec_json, strlen(other->spec_json), &spec, &errs) < 0) {
+        rc = emp_error_set(err, -EINVAL, EMP_ERR_INTERNAL, NULL,
+                           "the stored spec of app '%s', which its envs refer to, does not parse",
+                           name);
+    } else if (rc == 0) {
+        struct cluster_app capp = {
+            .id = other->id,
+            .owner = other->owner,
+            .name = other->name,
+            .spec = spec,
+            .replicas = other->desired_replicas,
+            .binding = other->binding,
+        };
+        rc = cluster_address_of(ctx->r->cluster, &capp, buf, size, err);
+    }
+    spec_free(spec);
+    store_app_free(other);
+    return rc;
+}
+
+/* Replaces every ${app:NAME} in spec's env values by that app's address. */
+static int resolve_refs(struct recon *r, const struct cluster_app *capp, struct emp_spec *spec,
+                        struct emp_error *err)
+{
+    struct ref_ctx ctx = {.r = r, .self = capp};
+    for (size_t i = 0; i < spec->envs_len; i++) {
+        if (!strstr(spec->envs[i].value, SPEC_REF_PREFIX))
+            continue;
+        char *value;
+        int rc = spec_ref_expand(spec->envs[i].value, resolve_ref, &ctx, &value, err);
+        if (rc < 0)
+            return rc;
+        free(spec->envs[i].value);
+        spec->envs[i].value = value;
+    }
+    return 0;
+}
+
 static int64_t converge_running(struct recon *r, const struct store_app *app,
-                                const struct cluster_app *capp, struct store_app_observed *obs,
-                                char *reason, char *address, char *last_exit, char *binding)
+                                const struct cluster_app *capp, struct emp_spec *spec,
+                                struct store_app_observed *obs, char *reason, char *address,
+                                char *last_exit, char *binding)
 {
     struct emp_error err = {0};
     if (!cluster_available(r->cluster)) {
@@ -115,6 +182,13 @@ static int64_t converge_running(struct recon *r, const struct store_app *app,
     if (cluster_status(r->cluster, capp, &st, &err) < 0)
         goto retry;
     int rc = 0;
+    /* what replicas start with: references to other apps resolved now (a running app keeps the
+     * addresses it was started with) */
+    if ((!st.exists || st.stopped) && resolve_refs(r, capp, spec, &err) < 0) {
+        if (err.code != EMP_ERR_INVALID_FIELD)
+            goto retry;
+        goto failed;
+    }
     if (!st.exists)
         rc = cluster_deploy(r->cluster, capp, &err);
     else if (st.stopped)
@@ -263,7 +337,7 @@ static void reconcile(struct recon *r, const char *id)
         break;
     case DESIRED_RUNNING:
     default:
-        next_ms = converge_running(r, app, &capp, &obs, reason, address, last_exit, binding);
+        next_ms = converge_running(r, app, &capp, spec, &obs, reason, address, last_exit, binding);
         break;
     }
 record:

@@ -335,6 +335,20 @@ class FlowTest(KubeTestCase):
         self.assertLabelled(self.kget("services", "sturdy-ms"), app, "the Service made again")
         self.assertEqual(again["address"], self.ingress_address("sturdy-ms", 5000))
 
+    def test_a_reference_to_another_app_is_its_services_cluster_dns_name(self):
+        back = self.deploy(kube_spec("refd-db", port=5432,
+                                     replicas={"min": 1, "max": 2, "initial": 1}))
+        app = self.deploy(kube_spec("refs-ms", replicas={"min": 1, "max": 2, "initial": 1},
+                                    envs=[{"name": "DB_URL", "value": "pg://${app:refd-db}/x"}]))
+        self.wait_running(app["id"], 1)
+        self.wait_running(back["id"], 1)
+        container = self.kget("deployments", "refs-ms")["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        self.assertEqual(env["DB_URL"], f"pg://refd-db.{self.ns}.svc:5432/x")
+        svc = self.kget("services", "refd-db")
+        self.assertEqual((svc["metadata"]["namespace"], [p["port"] for p in svc["spec"]["ports"]]),
+                         (self.ns, [5432]), "the name and port are the Service's")
+
     def test_a_stateful_app_keeps_its_claims_until_remove_purge(self):
         doc = kube_spec("ledger-ms", stateless=False, replicas={"min": 1, "max": 5, "initial": 2})
         app = self.deploy(doc)

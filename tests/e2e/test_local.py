@@ -413,6 +413,68 @@ class BusyGatewayTest(LocalTestCase):
         self.assertGreater(len(answers), 20, "the client kept asking")
 
 
+class AppReferencesTest(LocalTestCase):
+    """${app:NAME} in an env value becomes the address of the user's app NAME (its gateway)."""
+
+    ONE = {"min": 1, "max": 3, "initial": 1}
+
+    def test_a_reference_becomes_the_apps_gateway_address_and_reaches_it(self):
+        # the referenced app need not be running yet: its address is reserved for it
+        self.emp("deploy", self.write_spec(h.app_spec("refs-back", replicas=self.ONE)))
+        front = self.deploy(h.app_spec("refs-front", replicas=self.ONE, envs=[
+            {"name": "BACK_URL", "value": "http://${app:refs-back}/v1"},
+            {"name": "SELF", "value": "${app:refs-front}"},
+            {"name": "LITERAL", "value": "${HOME} ${app"}]))
+        back = self.wait_ready("refs-back", 1)
+        self.remove_later(back["id"])
+        url = self.env_value(front["address"], "BACK_URL")
+        self.assertEqual(url, f"http://{back['address']}/v1")
+        self.assertEqual(self.env_value(front["address"], "SELF"), front["address"])
+        self.assertEqual(self.env_value(front["address"], "LITERAL"), "${HOME} ${app")
+        status, body = h.app_request(url[len("http://"):-len("/v1")])
+        self.assertEqual((status, body["app"]), (200, back["id"]), "the address reaches the app")
+        # the API shows the spec as written
+        spec = self.api.app(self.token, "refs-front")["spec"]
+        envs = {e["name"]: e["value"] for e in spec["envs"]}
+        self.assertEqual(envs["BACK_URL"], "http://${app:refs-back}/v1")
+        # the referenced app removed: the app runs on as it was; started again, it fails saying why
+        self.emp("remove", "refs-back")
+        self.wait_gone(back["id"])
+        self.assertEqual(self.api.app(self.token, "refs-front")["state"], "running")
+        self.assertEqual(self.env_value(front["address"], "BACK_URL"), url)
+        self.emp("stop", "refs-front")
+        self.wait_app("refs-front", lambda a: a["state"] == "stopped" and h.settled(a),
+                      "the app to stop")
+        self.emp("start", "refs-front")
+        failed = self.wait_app("refs-front", lambda a: a["state"] == "failed", "a failed start")
+        self.assertIn("${app:refs-back}", failed["reason"])
+        self.assertIn("no app 'refs-back' any more", failed["reason"])
+
+    def test_a_reference_to_an_app_that_does_not_exist_is_refused_at_deploy(self):
+        doc = h.app_spec("refs-lost", envs=[{"name": "U", "value": "${app:nowhere-ms}"}])
+        err = self.emp("deploy", self.write_spec(doc), code=1).err
+        self.assertIn("${app:nowhere-ms}", err)
+        self.assertIn("deploy it first", err)
+        listed = json.loads(self.emp("list", "-o", "json").out)["apps"]
+        self.assertNotIn("refs-lost", [a["name"] for a in listed])
+        # another user's app of that name is not one of yours
+        _, _, token = self.api.new_user("other")
+        theirs = self.api.deploy(token, h.app_spec("nowhere-ms", replicas=self.ONE))
+        self.addCleanup(self.api.request, "DELETE", f"/v1/apps/{theirs['id']}", token=token)
+        err = self.emp("deploy", self.write_spec(doc), code=1).err
+        self.assertIn("deploy it first", err)
+
+    def test_a_malformed_reference_is_refused_naming_the_syntax(self):
+        doc = h.app_spec("refs-bad", envs=[{"name": "U", "value": "x ${app:Songs}"}])
+        # the CLI checks the spec before it sends it (a usage error), and so does the server
+        result = self.emp("deploy", self.write_spec(doc), "-o", "json", code=2)
+        error = json.loads(result.err)["error"]
+        self.assertEqual(error["field"], "envs[0].value")
+        self.assertIn("${app:NAME}", error["message"])
+        r = self.api.request("POST", "/v1/apps", doc, token=self.token)
+        self.assertEqual((r.status, r.json["error"]["field"]), (422, "envs[0].value"), r)
+
+
 class BadCommandTest(LocalTestCase):
     def assertNotDeployed(self, name):
         listed = json.loads(self.emp("list", "-o", "json").out)["apps"]

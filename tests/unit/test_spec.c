@@ -237,6 +237,64 @@ static void test_set_metric(void **state)
     spec_free(spec);
 }
 
+/* spec_ref_resolve_fn of the tests: "NAME.test:80", or a failure for "gone". */
+static int resolve_test(void *ctx, const char *name, char *buf, size_t size, struct emp_error *err)
+{
+    (*(int *)ctx)++;
+    if (strcmp(name, "gone") == 0)
+        return emp_error_set(err, -ENOENT, EMP_ERR_NOT_FOUND, NULL, "no app %s", name);
+    snprintf(buf, size, "%s.test:80", name);
+    return 0;
+}
+
+static void test_app_references(void **state)
+{
+    (void)state;
+    struct emp_spec *spec =
+        parse_ok("{\"name\":\"gateway\",\"docker_image\":\"x:1\",\"port\":80,\"envs\":["
+                 "{\"name\":\"SONGS_URL\",\"value\":\"${app:songs}\"},"
+                 "{\"name\":\"BOTH\",\"value\":\"http://${app:users}/v1,${app:songs};${app\"},"
+                 "{\"name\":\"PLAIN\",\"value\":\"${HOME} and $app:x}\"}]}");
+    char names[SPEC_REFS_MAX][NAMES_LABEL_MAX + 1];
+    assert_int_equal(spec_refs(spec, names), 2);
+    assert_string_equal(names[0], "songs");
+    assert_string_equal(names[1], "users");
+    struct emp_error err = {0};
+    char *out = NULL;
+    int calls = 0;
+    assert_int_equal(spec_ref_expand(spec->envs[1].value, resolve_test, &calls, &out, &err), 0);
+    assert_string_equal(out, "http://users.test:80/v1,songs.test:80;${app");
+    free(out);
+    assert_int_equal(spec_ref_expand(spec->envs[2].value, resolve_test, &calls, &out, &err), 0);
+    assert_string_equal(out, "${HOME} and $app:x}");
+    free(out);
+    assert_int_equal(calls, 2);
+    assert_int_equal(spec_ref_expand("a ${app:gone} b", resolve_test, &calls, &out, &err), -ENOENT);
+    assert_string_equal(err.message, "no app gone");
+    /* the spec keeps what the user wrote */
+    char *json = spec_to_json(spec, SPEC_JSON_DEFAULT);
+    assert_non_null(strstr(json, "${app:songs}"));
+    free(json);
+    spec_free(spec);
+
+    refused("{\"name\":\"a\",\"docker_image\":\"x:1\",\"port\":80,\"envs\":["
+            "{\"name\":\"U\",\"value\":\"${app:Songs}\"}]}",
+            "envs[0].value", "not a reference to an app");
+    refused("{\"name\":\"a\",\"docker_image\":\"x:1\",\"port\":80,\"envs\":["
+            "{\"name\":\"U\",\"value\":\"x ${app:songs\"}]}",
+            "envs[0].value", "write ${app:NAME}");
+    refused("{\"name\":\"a\",\"docker_image\":\"x:1\",\"port\":80,\"envs\":["
+            "{\"name\":\"U\",\"value\":\"${app:}\"}]}",
+            "envs[0].value", "not a reference");
+    /* at most SPEC_REFS_MAX different apps */
+    char text[8192] = "{\"name\":\"a\",\"docker_image\":\"x:1\",\"port\":80,\"envs\":[";
+    for (int i = 0; i <= SPEC_REFS_MAX; i++)
+        snprintf(text + strlen(text), sizeof(text) - strlen(text),
+                 "%s{\"name\":\"E%d\",\"value\":\"${app:s%d}\"}", i ? "," : "", i, i);
+    strcat(text, "]}");
+    refused(text, "envs[32].value", "at most 32 different apps");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_every_problem_at_once),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_set_metric),
+        cmocka_unit_test(test_app_references),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,9 +109,9 @@ static void expect(struct kube *k, const char *app_id, int replicas)
                 json_object_del(k->expected, id);
         }
     }
-    json_object_set_new(k->expected, app_id,
-                        json_pack("{s:i, s:I}", "replicas", replicas, "until",
-                                  (json_int_t)(now + EXPECT_MS)));
+    json_object_set_new(
+        k->expected, app_id,
+        json_pack("{s:i, s:I}", "replicas", replicas, "until", (json_int_t)(now + EXPECT_MS)));
     pthread_mutex_unlock(&k->lock);
 }
 
@@ -342,8 +342,8 @@ static int apply_missing(struct kube *k, const struct cluster_app *app, int *ret
     if (r == 0 && !workload) {
         json_t *doc = kube_workload(app, &k->options);
         collection_of(app, kube_workload_resource(app), collection, sizeof(collection));
-        r = apply(k, collection, app->spec->stateless ? "Deployment" : "StatefulSet", doc,
-                  app->id, NULL, err);
+        r = apply(k, collection, app->spec->stateless ? "Deployment" : "StatefulSet", doc, app->id,
+                  NULL, err);
         json_decref(doc);
     }
     if (r == 0 && !named(services, app->name)) {
@@ -695,8 +695,8 @@ static void describe_problems(const struct pod_report *rep, const struct cluster
             n = snprintf(buf + used, size - used,
                          "%s%s: the cluster cannot pull image \"%s\" (%s): check docker_image, "
                          "and that the cluster may pull from its registry; Kubernetes says: %s",
-                         sep, p->why, app->spec->docker_image ? app->spec->docker_image : "",
-                         where, p->message);
+                         sep, p->why, app->spec->docker_image ? app->spec->docker_image : "", where,
+                         p->message);
         else if (strcmp(p->why, "CrashLoopBackOff") == 0 && p->oom)
             n = snprintf(buf + used, size - used,
                          "%sCrashLoopBackOff after OOMKilled: the container runs out of memory "
@@ -863,8 +863,8 @@ static json_t *slim_service(json_t *obj)
     keep(port, first, "port");
     keep(port, first, "nodePort");
     json_object_set_new(spec, "ports", json_pack("[o]", port));
-    json_t *ingress = json_object_get(
-        json_object_get(json_object_get(obj, "status"), "loadBalancer"), "ingress");
+    json_t *ingress =
+        json_object_get(json_object_get(json_object_get(obj, "status"), "loadBalancer"), "ingress");
     json_t *status = json_pack("{s:{s:[]}}", "loadBalancer", "ingress");
     if (json_array_size(ingress) > 0)
         json_array_append(json_object_get(json_object_get(status, "loadBalancer"), "ingress"),
@@ -978,6 +978,17 @@ static void kube_destroy(void *state)
     pthread_mutex_destroy(&k->namespace_lock);
 }
 
+/* The app's Service by its cluster DNS name (NAME.NAMESPACE.svc, which resolves whatever the
+ * cluster's domain) and port: what pods of the same user reach it at. */
+static int kube_address_of(void *state, const struct cluster_app *app, char *buf, size_t size,
+                           struct emp_error *err)
+{
+    char ns[128];
+    kube_namespace_name(app->owner, ns, sizeof(ns));
+    snprintf(buf, size, "%s.%s.svc:%d", app->name, ns, app->spec->port);
+    return 0;
+}
+
 const struct cluster_backend_ops cluster_kubernetes_ops = {
     .name = "kubernetes",
     .caps = CLUSTER_CAP_STATEFUL | CLUSTER_CAP_NEEDS_IMAGE,
@@ -991,4 +1002,5 @@ const struct cluster_backend_ops cluster_kubernetes_ops = {
     .start = kube_start,
     .remove = kube_remove,
     .status = kube_status,
+    .address_of = kube_address_of,
 };

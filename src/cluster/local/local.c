@@ -988,6 +988,20 @@ static int local_remove(void *state, const struct cluster_app *app, bool purge,
     return 0;
 }
 
+/* The app's gateway: its port is reserved now if it has none yet, so that its deploy gets it. */
+static int local_address_of(void *state, const struct cluster_app *app, char *buf, size_t size,
+                            struct emp_error *err)
+{
+    struct local *l = state;
+    int hint = app->binding ? atoi(app->binding) : 0, port;
+    pthread_mutex_lock(&l->lock);
+    int r = ports_reserve(l->ports, app->id, GATEWAY_HOST, hint, &port, err);
+    pthread_mutex_unlock(&l->lock);
+    if (r == 0)
+        snprintf(buf, size, "%s:%d", GATEWAY_HOST, port);
+    return r;
+}
+
 static int local_status(void *state, const struct cluster_app *app, struct cluster_status *st,
                         struct emp_error *err)
 {
@@ -1125,6 +1139,7 @@ const struct cluster_backend_ops cluster_local_ops = {
     .destroy = local_destroy,
     .validate = local_validate,
     .deploy = local_deploy,
+    .address_of = local_address_of,
     .scale = local_scale,
     .stop = local_stop,
     .start = local_start,
