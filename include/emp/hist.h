@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 #define HIST_SUB_BITS       5
-#define HIST_SUB            (1u << HIST_SUB_BITS) /* linear steps per power of two */
-#define HIST_BUCKETS        1024                  /* covers 0 µs to about 19 hours */
+#define HIST_SUB            (1u << HIST_SUB_BITS)    /* linear steps per power of two */
+#define HIST_BUCKETS        1024                     /* covers 0 µs to about 19 hours */
 #define HIST_RELATIVE_ERROR (1.0 / (2.0 * HIST_SUB)) /* a bucket's half width, relative */
 
 /* The bucket of a value (values beyond the last bucket's range go into it). */

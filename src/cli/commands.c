@@ -1216,11 +1216,14 @@ static int cmd_tracing(struct ctx *c)
     return r;
 }
 
-/* A DOT identifier: quoted, with '"' and '\' escaped and control characters left out. */
+/* A DOT identifier: quoted, with '"' and '\' escaped, a newline as DOT's line break "\n" (labels
+ * have two lines), and other control characters left out. */
 static void dot_quote(FILE *out, const char *s)
 {
     fputc('"', out);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", out);
         if (*p == '"' || *p == '\\')
             fputc('\\', out);
         if (*p >= 0x20)

@@ -188,8 +188,7 @@ static int parse_window(const char *text, int64_t *ret_window_s, int *ret_resolu
                         struct emp_error *err)
 {
     int64_t w = WINDOW_DEFAULT_S;
-    if (text && (time_parse_duration(text, &w) < 0 || w < STORE_TRACE_FINE_S ||
-                 w > WINDOW_MAX_S ||
+    if (text && (time_parse_duration(text, &w) < 0 || w < STORE_TRACE_FINE_S || w > WINDOW_MAX_S ||
                  w % (w <= WINDOW_FINE_MAX_S ? STORE_TRACE_FINE_S : STORE_TRACE_COARSE_S)))
         return emp_error_set(err, -EINVAL, EMP_ERR_INVALID_FIELD, "window",
                              "window '%.40s' is not accepted: use a multiple of 10s up to 15m, or "
@@ -255,11 +254,51 @@ static json_t *peer_json(const struct store_trace_peer *p, const char *service, 
     return json_pack("{s:s, s:o, s:I, s:I, s:f, s:f, s:o}", "service", service, "app_id",
                      show_app && p->app_id ? json_string(p->app_id) : json_null(), "calls",
                      (json_int_t)p->calls, "errors", (json_int_t)p->errors, "error_rate",
-                     ratio(p->errors, p->calls), "rate_rps", rate(p->calls, window_s),
-                     "latency_ms", lat);
+                     ratio(p->errors, p->calls), "rate_rps", rate(p->calls, window_s), "latency_ms",
+                     lat);
 }
 
 /* The dependencies of app as caller may see them. */
+/* Whether caller may see who p is: the scheduler sees every service, a developer their own. */
+static bool peer_visible(const struct store_trace_peer *p, const struct auth_principal *caller,
+                         const struct store_app *app)
+{
+    char owner[NAMES_LABEL_MAX + 1];
+    owner_of(p->service, owner, sizeof(owner));
+    return caller->role == ROLE_SCHEDULER || strcmp(owner, app->owner) == 0;
+}
+
+/* The calls into app from the services caller may not see named (other users'), summed into
+ * *ret, whose histogram is written to entries (HIST_BUCKETS of them). False when there are none. */
+static bool sum_other_users(const struct store_trace_window *w, const struct auth_principal *caller,
+                            const struct store_app *app, struct store_trace_peer *ret,
+                            struct hist_entry *entries)
+{
+    *ret = (struct store_trace_peer){0};
+    uint64_t *counts = NULL;
+    for (size_t i = 0; i < w->incoming_len; i++) {
+        const struct store_trace_peer *p = &w->incoming[i];
+        if (peer_visible(p, caller, app))
+            continue;
+        if (!counts && !(counts = calloc(HIST_BUCKETS, sizeof(*counts))))
+            return false;
+        ret->calls += p->calls;
+        ret->errors += p->errors;
+        for (size_t j = 0; j < p->latency_len; j++)
+            counts[p->latency[j].bucket] += p->latency[j].count;
+    }
+    if (!counts)
+        return false;
+    size_t n = 0;
+    for (unsigned b = 0; b < HIST_BUCKETS; b++)
+        if (counts[b])
+            entries[n++] = (struct hist_entry){.bucket = (uint16_t)b, .count = counts[b]};
+    ret->latency = entries;
+    ret->latency_len = n;
+    free(counts);
+    return true;
+}
+
 static json_t *dependencies(const struct store_trace_window *w, const struct auth_principal *caller,
                             const struct store_app *app, int64_t window_s)
 {
@@ -273,38 +312,16 @@ static json_t *dependencies(const struct store_trace_window *w, const struct aut
         json_array_append_new(
             out, peer_json(p, p->service, all || strcmp(owner, app->owner) == 0, window_s));
     }
-    struct store_trace_peer others = {0};
-    struct dense {
-        uint64_t counts[HIST_BUCKETS];
-    } *merged = NULL;
     for (size_t i = 0; i < w->incoming_len; i++) {
         const struct store_trace_peer *p = &w->incoming[i];
-        char owner[NAMES_LABEL_MAX + 1];
-        owner_of(p->service, owner, sizeof(owner));
-        if (all || strcmp(owner, app->owner) == 0) {
+        if (peer_visible(p, caller, app))
             json_array_append_new(in, peer_json(p, p->service, true, window_s));
-            continue;
-        }
-        /* another user's service: counted, not named */
-        if (!merged && !(merged = calloc(1, sizeof(*merged))))
-            continue;
-        others.calls += p->calls;
-        others.errors += p->errors;
-        for (size_t j = 0; j < p->latency_len; j++)
-            merged->counts[p->latency[j].bucket] += p->latency[j].count;
     }
-    if (merged) {
-        struct hist_entry entries[HIST_BUCKETS];
-        size_t n = 0;
-        for (unsigned b = 0; b < HIST_BUCKETS; b++)
-            if (merged->counts[b])
-                entries[n++] = (struct hist_entry){.bucket = (uint16_t)b,
-                                                   .count = merged->counts[b]};
-        others.latency = entries;
-        others.latency_len = n;
+    struct hist_entry *entries = malloc(HIST_BUCKETS * sizeof(*entries));
+    struct store_trace_peer others;
+    if (entries && sum_other_users(w, caller, app, &others, entries))
         json_array_append_new(in, peer_json(&others, OTHER_USERS, false, window_s));
-        free(merged);
-    }
+    free(entries);
     return json_pack("{s:o, s:o}", "outgoing", out, "incoming", in);
 }
 
@@ -348,8 +365,7 @@ static int app_metrics(struct traces *t, const struct auth_principal *caller,
     json_object_set_new(o, "latency_ms", percentiles(w.latency, w.latency_len, true));
     json_object_set_new(o, "self_time_ms", percentiles(w.self, w.self_len, false));
     json_object_set_new(o, "latency_relative_error", json_real(HIST_RELATIVE_ERROR));
-    json_object_set_new(o, "replicas",
-                        json_pack("{s:i, s:i}", "desired", desired, "ready", ready));
+    json_object_set_new(o, "replicas", json_pack("{s:i, s:i}", "desired", desired, "ready", ready));
     json_object_set_new(o, "rate_per_replica_rps",
                         ready > 0 ? json_real(round(rps / ready * 1000.0) / 1000.0) : json_null());
     json_object_set_new(o, "dependencies", dependencies(&w, caller, app, window_s));
@@ -410,11 +426,24 @@ static json_t *node_of(struct graph *g, const char *service, const char *app_id,
 {
     json_t *n = json_object_get(g->nodes, service);
     if (!n) {
-        n = json_pack("{s:s, s:o, s:b}", "service", service,
-                      "app_id", app_id ? json_string(app_id) : json_null(), "emp_app", app);
+        n = json_pack("{s:s, s:o, s:b}", "service", service, "app_id",
+                      app_id ? json_string(app_id) : json_null(), "emp_app", app);
         json_object_set_new(g->nodes, service, n);
     }
     return n;
+}
+
+static json_t *edge_json(const char *from, const char *to, const struct store_trace_peer *p,
+                         int64_t window_s)
+{
+    json_t *lat = json_object();
+    json_object_set_new(lat, "p50", ms_or_null(p->latency, p->latency_len, 0.5));
+    json_object_set_new(lat, "p95", ms_or_null(p->latency, p->latency_len, 0.95));
+    json_object_set_new(lat, "p99", ms_or_null(p->latency, p->latency_len, 0.99));
+    return json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:o}", "from", from, "to", to, "calls",
+                     (json_int_t)p->calls, "errors", (json_int_t)p->errors, "error_rate",
+                     ratio(p->errors, p->calls), "rate_rps", rate(p->calls, window_s), "latency_ms",
+                     lat);
 }
 
 int traces_graph(struct traces *t, const struct auth_principal *caller, const char *window,
@@ -428,6 +457,7 @@ int traces_graph(struct traces *t, const struct auth_principal *caller, const ch
     int64_t end = window_end(resolution_s);
     struct graph g = {json_object(), json_array()};
     bool all = caller->role == ROLE_SCHEDULER, truncated = false;
+    struct hist_entry *entries = all ? NULL : malloc(HIST_BUCKETS * sizeof(*entries));
     char *cursor = NULL;
     size_t seen = 0;
     do {
@@ -465,22 +495,21 @@ int traces_graph(struct traces *t, const struct auth_principal *caller, const ch
                 owner_of(p->service, owner, sizeof(owner));
                 bool mine = all || strcmp(owner, app->owner) == 0;
                 node_of(&g, p->service, mine ? p->app_id : NULL, p->app_id != NULL);
-                json_t *lat = json_object();
-                json_object_set_new(lat, "p50", ms_or_null(p->latency, p->latency_len, 0.5));
-                json_object_set_new(lat, "p95", ms_or_null(p->latency, p->latency_len, 0.95));
-                json_object_set_new(lat, "p99", ms_or_null(p->latency, p->latency_len, 0.99));
-                json_array_append_new(
-                    g.edges, json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:o}", "from", service,
-                                       "to", p->service, "calls", (json_int_t)p->calls,
-                                       "errors", (json_int_t)p->errors, "error_rate",
-                                       ratio(p->errors, p->calls), "rate_rps",
-                                       rate(p->calls, window_s), "latency_ms", lat));
+                json_array_append_new(g.edges, edge_json(service, p->service, p, window_s));
+            }
+            /* calls from other users' services: one unnamed caller (the scheduler sees them as
+             * the outgoing calls of their own apps) */
+            struct store_trace_peer others;
+            if (!all && entries && sum_other_users(&w, caller, app, &others, entries)) {
+                node_of(&g, OTHER_USERS, NULL, false);
+                json_array_append_new(g.edges, edge_json(OTHER_USERS, service, &others, window_s));
             }
             store_trace_window_free(&w);
         }
         store_app_list_free(apps, count);
     } while (r == 0 && cursor && !truncated);
     free(cursor);
+    free(entries);
     if (r < 0) {
         json_decref(g.nodes);
         json_decref(g.edges);
@@ -509,12 +538,11 @@ int traces_status(struct traces *t, json_t **ret, struct emp_error *err)
     if (t->kafka) {
         struct kafka_counters kc;
         kafka_counters(t->kafka, &kc);
-        kafka = json_pack("{s:I, s:I, s:I, s:I, s:I}", "consumed_messages",
-                          (json_int_t)kc.consumed, "committed_offsets",
-                          (json_int_t)kc.committed_offsets, "produced_messages",
-                          (json_int_t)kc.produced, "produce_failures",
-                          (json_int_t)kc.produce_failed, "assigned_partitions",
-                          (json_int_t)kc.assigned_partitions);
+        kafka =
+            json_pack("{s:I, s:I, s:I, s:I, s:I}", "consumed_messages", (json_int_t)kc.consumed,
+                      "committed_offsets", (json_int_t)kc.committed_offsets, "produced_messages",
+                      (json_int_t)kc.produced, "produce_failures", (json_int_t)kc.produce_failed,
+                      "assigned_partitions", (json_int_t)kc.assigned_partitions);
     }
     *ret = json_pack(
         "{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "

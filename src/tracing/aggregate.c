@@ -35,7 +35,7 @@ struct pending {
     int64_t timestamp_us;
     int64_t duration_us;
     bool error;
-    int64_t children_us; /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
+    int64_t children_us;  /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
     struct pending *twin; /* ROLE_SERVER_ID <-> ROLE_SERVER_PARENT */
     bool matched;         /* a server whose caller was found, a call whose server was */
     struct pending *next_in_bucket;
@@ -63,9 +63,9 @@ struct agg {
     size_t halves_count, halves_cap;
 };
 
-#define INDEX_SIZE   (1u << 15) /* slots of each index */
-#define DRAIN_AT     4096       /* series or edges: time to drain */
-#define ENTRIES_MAX  (INDEX_SIZE / 2) /* what an index holds, at most: a message more fits */
+#define INDEX_SIZE  (1u << 15)       /* slots of each index */
+#define DRAIN_AT    4096             /* series or edges: time to drain */
+#define ENTRIES_MAX (INDEX_SIZE / 2) /* what an index holds, at most: a message more fits */
 
 /* Counts one value into a sparse histogram. */
 static void hist_add(struct agg_hist *h, uint64_t value)
@@ -117,8 +117,8 @@ static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, u
     return (size_t)(h & (a->table_size - 1));
 }
 
-static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id,
-                            uint64_t service, enum role role)
+static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, uint64_t service,
+                            enum role role)
 {
     for (struct pending *p = a->table[slot(a, hi, lo, id, service, role)]; p; p = p->next_in_bucket)
         if (p->role == role && p->id == id && p->trace_lo == lo && p->trace_hi == hi &&
@@ -129,8 +129,8 @@ static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id
 
 static void unlink_pending(struct agg *a, struct pending *p)
 {
-    struct pending **link = &a->table[slot(a, p->trace_hi, p->trace_lo, p->id, p->service_hash,
-                                           p->role)];
+    struct pending **link =
+        &a->table[slot(a, p->trace_hi, p->trace_lo, p->id, p->service_hash, p->role)];
     while (*link && *link != p)
         link = &(*link)->next_in_bucket;
     if (*link)
@@ -211,9 +211,9 @@ static void *grow(void *array, size_t *cap, size_t size)
 }
 
 /* The position of a key in an index, or of the empty slot where it goes. */
-static size_t probe(const uint32_t *index, uint64_t h, bool (*same)(const struct agg *, uint32_t,
-                                                                    const void *),
-                    const struct agg *a, const void *key)
+static size_t probe(const uint32_t *index, uint64_t h,
+                    bool (*same)(const struct agg *, uint32_t, const void *), const struct agg *a,
+                    const void *key)
 {
     size_t i = (size_t)(h & (INDEX_SIZE - 1));
     while (index[i] && !same(a, index[i] - 1, key))
@@ -235,8 +235,8 @@ static bool same_series(const struct agg *a, uint32_t at, const void *k)
 static struct agg_series *series_of(struct agg *a, const char *app_id, int64_t bucket)
 {
     struct series_key key = {app_id, bucket};
-    size_t i = probe(a->series_index, mix(text_hash(app_id), (uint64_t)bucket), same_series, a,
-                     &key);
+    size_t i =
+        probe(a->series_index, mix(text_hash(app_id), (uint64_t)bucket), same_series, a, &key);
     if (a->series_index[i])
         return &a->series[a->series_index[i] - 1];
     if (a->series_count >= ENTRIES_MAX)
@@ -346,7 +346,8 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
     memcpy(h->app_id, p->app_id, AGG_ID_MAX);
     snprintf(h->service, sizeof(h->service), "%s", p->service);
     snprintf(h->remote, sizeof(h->remote), "%s", p->remote);
-    if (!server && p->remote[0] && !a->config.resolve(a->config.resolve_ctx, p->remote, h->remote_app))
+    if (!server && p->remote[0] &&
+        !a->config.resolve(a->config.resolve_ctx, p->remote, h->remote_app))
         h->remote_app[0] = '\0';
     h->bucket = bucket_of(a, p->timestamp_us);
     h->duration_us = p->duration_us;
@@ -552,8 +553,8 @@ void agg_tick(struct agg *a, int64_t now_us, bool force)
 
 int agg_drain(struct agg *a, struct agg_batch *ret)
 {
-    *ret = (struct agg_batch){a->series, a->series_count, a->edges, a->edges_count, a->halves,
-                              a->halves_count};
+    *ret = (struct agg_batch){a->series,      a->series_count, a->edges,
+                              a->edges_count, a->halves,       a->halves_count};
     a->series = NULL;
     a->series_count = a->series_cap = 0;
     a->edges = NULL;
@@ -583,8 +584,7 @@ void agg_batch_free(struct agg_batch *b)
 
 bool agg_should_drain(const struct agg *a)
 {
-    return a->series_count >= DRAIN_AT || a->edges_count >= DRAIN_AT ||
-           a->halves_count >= DRAIN_AT;
+    return a->series_count >= DRAIN_AT || a->edges_count >= DRAIN_AT || a->halves_count >= DRAIN_AT;
 }
 
 size_t agg_pending(const struct agg *a)

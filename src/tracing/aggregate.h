@@ -23,11 +23,11 @@
 typedef bool (*agg_resolve_fn)(void *ctx, const char *service, char *ret_id);
 
 struct agg_config {
-    int64_t bucket_s;      /* width of a bucket (10) */
-    int64_t lateness_s;    /* spans older than this (by their timestamp) are refused */
-    int64_t future_s;      /* spans this far ahead of the clock are refused (skew) */
-    int64_t join_ms;       /* how long a half of a call waits for the other half */
-    size_t pending_max;    /* halves kept waiting, at most */
+    int64_t bucket_s;   /* width of a bucket (10) */
+    int64_t lateness_s; /* spans older than this (by their timestamp) are refused */
+    int64_t future_s;   /* spans this far ahead of the clock are refused (skew) */
+    int64_t join_ms;    /* how long a half of a call waits for the other half */
+    size_t pending_max; /* halves kept waiting, at most */
     agg_resolve_fn resolve;
     void *resolve_ctx;
 };
@@ -50,9 +50,9 @@ struct agg_series {
 /* Calls from one app to one service in one bucket. */
 struct agg_edge {
     char caller_app[AGG_ID_MAX];
-    char caller[SPAN_SERVICE_MAX];   /* the caller's service name */
-    char callee[SPAN_SERVICE_MAX];   /* the callee's service name */
-    char callee_app[AGG_ID_MAX];     /* "" when the callee is no EMP app */
+    char caller[SPAN_SERVICE_MAX]; /* the caller's service name */
+    char callee[SPAN_SERVICE_MAX]; /* the callee's service name */
+    char callee_app[AGG_ID_MAX];   /* "" when the callee is no EMP app */
     int64_t bucket;
     uint64_t calls, errors;
     struct agg_hist latency; /* as the caller saw each call */
@@ -88,11 +88,11 @@ struct agg_batch {
 
 /* Counts of what was refused, for the metrics of the ingestion itself. */
 struct agg_counters {
-    uint64_t spans;         /* taken */
-    uint64_t unknown;       /* of a service that is no EMP app */
-    uint64_t too_late;      /* older than lateness_s */
-    uint64_t too_early;     /* beyond future_s */
-    uint64_t no_timestamp;  /* without a timestamp or duration where one is needed */
+    uint64_t spans;           /* taken */
+    uint64_t unknown;         /* of a service that is no EMP app */
+    uint64_t too_late;        /* older than lateness_s */
+    uint64_t too_early;       /* beyond future_s */
+    uint64_t no_timestamp;    /* without a timestamp or duration where one is needed */
     uint64_t pending_dropped; /* halves finalised early because pending_max was reached */
     uint64_t halves;          /* halves handed over unjoined */
 };

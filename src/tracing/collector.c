@@ -19,9 +19,10 @@
 #include "emp/timeutil.h"
 #include "store.h"
 
-#define RESOLVE_SLOTS       (1u << 14) /* services remembered */
-#define RESOLVE_TTL_MS      30000      /* how long a service's app (or its absence) is believed */
-#define UNSENT_MAX          32         /* batches kept while the store is unavailable */
+#define RESOLVE_SLOTS  (1u << 14) /* services remembered */
+#define RESOLVE_WAYS   4u         /* slots a service may take (a power of two) */
+#define RESOLVE_TTL_MS 30000      /* how long a service's app (or its absence) is believed */
+#define UNSENT_MAX     32         /* batches kept while the store is unavailable */
 
 /* What a service name was found to be. */
 struct resolved {
@@ -34,7 +35,7 @@ struct collector {
     struct collector_config config;
     pthread_mutex_t lock; /* the aggregator, the counters, the unsent batches */
     struct agg *agg;
-    struct resolved *resolve_cache; /* RESOLVE_SLOTS, direct-mapped; under lock */
+    struct resolved *resolve_cache; /* RESOLVE_SLOTS, in sets of RESOLVE_WAYS; under lock */
     struct collector_counters counters;
     struct store_trace_stats stats_unsent; /* counted, not yet added to the store */
     struct agg_counters agg_seen;          /* the aggregator's counters at the last flush */
@@ -70,7 +71,18 @@ static bool resolve(void *ctx, const char *service, char *ret_id)
     if (!names_is_dns_label(user, NAMES_LABEL_MAX) ||
         !names_is_dns_label(slash + 1, NAMES_LABEL_MAX))
         return false;
-    struct resolved *r = &c->resolve_cache[hash_text(service) & (RESOLVE_SLOTS - 1)];
+    /* a set of RESOLVE_WAYS slots: two services that hash alike do not evict each other (each
+     * eviction is a Redis round trip under the collector's lock, for every span of both) */
+    struct resolved *set = &c->resolve_cache[hash_text(service) & (RESOLVE_SLOTS - RESOLVE_WAYS)];
+    struct resolved *r = &set[0];
+    for (size_t i = 0; i < RESOLVE_WAYS; i++) {
+        if (strcmp(set[i].service, service) == 0) {
+            r = &set[i];
+            break;
+        }
+        if (set[i].until_ms < r->until_ms) /* else the one that expires first makes room */
+            r = &set[i];
+    }
     int64_t now = time_mono_ms();
     if (r->until_ms > now && strcmp(r->service, service) == 0) {
         if (!r->app_id[0])
@@ -288,13 +300,11 @@ static void *flusher_main(void *arg)
         pthread_mutex_unlock(&c->lock);
         struct emp_error err = {0};
         int r = flush(c, false, &err);
-        if (r < 0 && !warned)
-            {
+        if (r < 0 && !warned) {
             char why[300];
             log_warn("trace counts wait for the store", "error=%s",
                      log_quote(why, sizeof(why), err.message));
-        }
-        else if (r == 0 && warned)
+        } else if (r == 0 && warned)
             log_info("trace counts reach the store again", NULL);
         warned = r < 0;
         pthread_mutex_lock(&c->lock);
@@ -379,8 +389,7 @@ void collector_free(struct collector *c)
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->flusher, NULL);
     struct emp_error err = {0};
-    if (flush(c, true, &err) < 0)
-{
+    if (flush(c, true, &err) < 0) {
         char why[300];
         log_warn("the last trace counts did not reach the store", "error=%s",
                  log_quote(why, sizeof(why), err.message));

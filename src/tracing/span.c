@@ -261,8 +261,8 @@ static bool parse_hex_id(const char *s, size_t len, uint64_t *hi, uint64_t *lo)
     return true;
 }
 
-static bool read_id(struct reader *r, struct span_check *c, bool trace, uint64_t *hi,
-                    uint64_t *lo, const char *what)
+static bool read_id(struct reader *r, struct span_check *c, bool trace, uint64_t *hi, uint64_t *lo,
+                    const char *what)
 {
     if (peek(r) != '"') {
         invalid(c, what);
@@ -349,8 +349,7 @@ static bool read_tags(struct reader *r, struct span_check *c, struct span *s)
             if (!read_string(r, v, sizeof(v), &vlen))
                 return false;
             int code = 0;
-            for (size_t i = 0; i < vlen && i < sizeof(v) - 1 && isdigit((unsigned char)v[i]);
-                 i++)
+            for (size_t i = 0; i < vlen && i < sizeof(v) - 1 && isdigit((unsigned char)v[i]); i++)
                 code = code * 10 + (v[i] - '0');
             s->http_status = code < 1000 ? code : 0;
         } else if (!read_string(r, NULL, 0, NULL)) {
@@ -475,8 +474,8 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
 }
 
 void span_parse_list(const char *buf, size_t len, struct span *spans,
-                     void (*deliver)(void *ctx, const struct span *spans, size_t count),
-                     void *ctx, struct span_parse_result *ret)
+                     void (*deliver)(void *ctx, const struct span *spans, size_t count), void *ctx,
+                     struct span_parse_result *ret)
 {
     memset(ret, 0, sizeof(*ret));
     struct reader r = {.p = buf, .end = buf + len};

@@ -10,12 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SPAN_MESSAGE_MAX  (5 * 1024 * 1024) /* bytes of one list */
-#define SPAN_LIST_MAX     10000             /* spans in one list */
-#define SPAN_TAGS_MAX     256               /* tags of one span */
-#define SPAN_SERVICE_MAX  256               /* a service name, with its NUL */
-#define SPAN_STRING_MAX   (64 * 1024)       /* any other string */
-#define SPAN_DEPTH_MAX    16
+#define SPAN_MESSAGE_MAX (5 * 1024 * 1024) /* bytes of one list */
+#define SPAN_LIST_MAX    10000             /* spans in one list */
+#define SPAN_TAGS_MAX    256               /* tags of one span */
+#define SPAN_SERVICE_MAX 256               /* a service name, with its NUL */
+#define SPAN_STRING_MAX  (64 * 1024)       /* any other string */
+#define SPAN_DEPTH_MAX   16
 
 enum span_kind { SPAN_KIND_NONE, SPAN_CLIENT, SPAN_SERVER, SPAN_PRODUCER, SPAN_CONSUMER };
 
@@ -28,9 +28,9 @@ struct span {
     int64_t timestamp_us; /* 0 when absent */
     int64_t duration_us;  /* 0 when absent */
     bool shared;
-    bool error;      /* tag "error" */
-    int http_status; /* tag "http.status_code", 0 when absent */
-    char local_service[SPAN_SERVICE_MAX];  /* localEndpoint.serviceName, lowercased as Zipkin does */
+    bool error;                           /* tag "error" */
+    int http_status;                      /* tag "http.status_code", 0 when absent */
+    char local_service[SPAN_SERVICE_MAX]; /* localEndpoint.serviceName, lowercased as Zipkin does */
     char remote_service[SPAN_SERVICE_MAX]; /* remoteEndpoint.serviceName, "" when absent */
 };
 
@@ -47,8 +47,8 @@ struct span_parse_result {
  * list is not (malformed, truncated, too large, too many spans), nothing is delivered and
  * bad_message is set. spans is caller-provided room for SPAN_LIST_MAX spans. */
 void span_parse_list(const char *buf, size_t len, struct span *spans,
-                     void (*deliver)(void *ctx, const struct span *spans, size_t count),
-                     void *ctx, struct span_parse_result *ret);
+                     void (*deliver)(void *ctx, const struct span *spans, size_t count), void *ctx,
+                     struct span_parse_result *ret);
 
 /* The error rule of EMP's metrics: tag error, or an HTTP status of 500 and more. */
 static inline bool span_failed(const struct span *s)

@@ -27,8 +27,12 @@ static bool resolve(void *ctx, const char *service, char *ret_id)
 
 static struct agg *new_agg(void)
 {
-    struct agg_config config = {.bucket_s = 10, .lateness_s = 600, .future_s = 60,
-                                .join_ms = 1000, .pending_max = 1000, .resolve = resolve};
+    struct agg_config config = {.bucket_s = 10,
+                                .lateness_s = 600,
+                                .future_s = 60,
+                                .join_ms = 1000,
+                                .pending_max = 1000,
+                                .resolve = resolve};
     struct agg *a;
     assert_int_equal(agg_new(&config, &a), 0);
     return a;
@@ -37,8 +41,13 @@ static struct agg *new_agg(void)
 static struct span span(uint64_t trace, uint64_t id, uint64_t parent, enum span_kind kind,
                         const char *service, const char *remote, int64_t ts, int64_t dur)
 {
-    struct span s = {.trace_lo = trace, .id = id, .parent_id = parent, .has_parent = parent != 0,
-                     .kind = kind, .timestamp_us = ts, .duration_us = dur};
+    struct span s = {.trace_lo = trace,
+                     .id = id,
+                     .parent_id = parent,
+                     .has_parent = parent != 0,
+                     .kind = kind,
+                     .timestamp_us = ts,
+                     .duration_us = dur};
     snprintf(s.local_service, sizeof(s.local_service), "%s", service);
     snprintf(s.remote_service, sizeof(s.remote_service), "%s", remote ? remote : "");
     return s;
@@ -60,7 +69,8 @@ static const struct agg_series *series(const struct agg_batch *b, const char *ap
     return NULL;
 }
 
-static const struct agg_edge *edge(const struct agg_batch *b, const char *caller, const char *callee)
+static const struct agg_edge *edge(const struct agg_batch *b, const char *caller,
+                                   const char *callee)
 {
     for (size_t i = 0; i < b->edges_count; i++)
         if (strcmp(b->edges[i].caller, caller) == 0 && strcmp(b->edges[i].callee, callee) == 0)
@@ -90,19 +100,16 @@ static void run_chain_flagged(bool shared_ids, bool flag_shared, unsigned shuffl
         uint64_t ab = t * 10 + 2, bc = t * 10 + 4;
         all[n++] = span(t, t * 10 + 1, 0, SPAN_SERVER, "alice/a", NULL, ts, 300000);
         all[n++] = span(t, ab, t * 10 + 1, SPAN_CLIENT, "alice/a", "alice/b", ts + 1000, 280000);
-        struct span b_server = shared_ids
-                                   ? span(t, ab, t * 10 + 1, SPAN_SERVER, "alice/b", NULL,
-                                          ts + 2000, 270000)
-                                   : span(t, t * 10 + 3, ab, SPAN_SERVER, "alice/b", NULL,
-                                          ts + 2000, 270000);
+        struct span b_server =
+            shared_ids ? span(t, ab, t * 10 + 1, SPAN_SERVER, "alice/b", NULL, ts + 2000, 270000)
+                       : span(t, t * 10 + 3, ab, SPAN_SERVER, "alice/b", NULL, ts + 2000, 270000);
         b_server.shared = shared_ids || flag_shared;
         all[n++] = b_server;
         uint64_t b_id = shared_ids ? ab : t * 10 + 3;
         all[n++] = span(t, bc, b_id, SPAN_CLIENT, "alice/b", "alice/c", ts + 3000, 20000);
-        struct span c_server = shared_ids
-                                   ? span(t, bc, b_id, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000)
-                                   : span(t, t * 10 + 5, bc, SPAN_SERVER, "alice/c", NULL,
-                                          ts + 4000, 15000);
+        struct span c_server =
+            shared_ids ? span(t, bc, b_id, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000)
+                       : span(t, t * 10 + 5, bc, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000);
         c_server.shared = shared_ids || flag_shared;
         if (t % 10 == 0)
             c_server.http_status = 503;
@@ -134,8 +141,10 @@ static void run_chain_flagged(bool shared_ids, bool flag_shared, unsigned shuffl
     assert_int_equal(hist_total(&sa->self), TRACES);
     double a_self = hist_quantile(sa->self.entries, sa->self.len, 0.5);
     double b_self = hist_quantile(sb->self.entries, sb->self.len, 0.5);
-    assert_true(a_self > 20000 * (1 - HIST_RELATIVE_ERROR) && a_self < 20000 * (1 + HIST_RELATIVE_ERROR));
-    assert_true(b_self > 250000 * (1 - HIST_RELATIVE_ERROR) && b_self < 250000 * (1 + HIST_RELATIVE_ERROR));
+    assert_true(a_self > 20000 * (1 - HIST_RELATIVE_ERROR) &&
+                a_self < 20000 * (1 + HIST_RELATIVE_ERROR));
+    assert_true(b_self > 250000 * (1 - HIST_RELATIVE_ERROR) &&
+                b_self < 250000 * (1 + HIST_RELATIVE_ERROR));
     const struct agg_edge *e_ab = edge(&b, "alice/a", "alice/b");
     const struct agg_edge *e_bc = edge(&b, "alice/b", "alice/c");
     assert_non_null(e_ab);
@@ -234,10 +243,10 @@ static void test_refusals(void **state)
 {
     struct agg *a = new_agg();
     struct span s[] = {
-        span(1, 1, 0, SPAN_SERVER, "bob/other", NULL, NOW, 10),            /* no EMP app here */
+        span(1, 1, 0, SPAN_SERVER, "bob/other", NULL, NOW, 10),              /* no EMP app here */
         span(1, 2, 0, SPAN_SERVER, "alice/a", NULL, NOW - 3600000000LL, 10), /* an hour late */
         span(1, 3, 0, SPAN_SERVER, "alice/a", NULL, NOW + 3600000000LL, 10), /* from the future */
-        span(1, 4, 0, SPAN_SERVER, "alice/a", NULL, NOW - 300000000LL, 10), /* late, accepted */
+        span(1, 4, 0, SPAN_SERVER, "alice/a", NULL, NOW - 300000000LL, 10),  /* late, accepted */
     };
     agg_add(a, s, 4, NOW);
     const struct agg_counters *c = agg_counters(a);
@@ -273,12 +282,9 @@ static void test_bounded_pending(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain_shared_ids),
-        cmocka_unit_test(test_chain_child_spans),
-        cmocka_unit_test(test_chain_py_zipkin),
-        cmocka_unit_test(test_leaf_and_errors),
-        cmocka_unit_test(test_halves),
-        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_chain_shared_ids), cmocka_unit_test(test_chain_child_spans),
+        cmocka_unit_test(test_chain_py_zipkin),  cmocka_unit_test(test_leaf_and_errors),
+        cmocka_unit_test(test_halves),           cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bounded_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,7 +21,7 @@
 struct kube_informer {
     struct kube_client *client;
     char path[256];
-    char selector[512]; /* escaped for the query */
+    char selector[512];                /* escaped for the query */
     json_t *(*transform)(json_t *obj); /* what is kept of each object; NULL: all of it */
     void (*changed)(void *ctx, const char *app_id);
     void *ctx;
