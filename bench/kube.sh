@@ -197,6 +197,7 @@ record "Kubernetes API calls per deployed app" "$CALLS_PER_APP" "≤ $TARGET_CAL
 step "steady state with $FIRST apps: $PASSES reconcile passes of each (--resync ${RESYNC}s)"
 steady_window small
 SMALL_NAMED=$(per_app_calls "$WORK/steady-small.stats")
+# shellcheck disable=SC2046 # one count per line, each an argument
 SMALL_PASSES=$(median 0 $(cat "$WORK/steady-small.passes"))
 say "   passes per app: median $SMALL_PASSES, least $(head -n 1 "$WORK/steady-small.passes") ($(wc -l <"$WORK/steady-small.passes") apps)"
 say "   the fake's requests meanwhile: $(verbs "$WORK/steady-small.stats")"
@@ -217,6 +218,7 @@ step "steady state with $TOTAL apps: $PASSES reconcile passes of each"
 sleep 2 # the last deploys' pods settle
 steady_window large
 LARGE_NAMED=$(per_app_calls "$WORK/steady-large.stats")
+# shellcheck disable=SC2046 # one count per line, each an argument
 LARGE_PASSES=$(median 0 $(cat "$WORK/steady-large.passes"))
 say "   passes per app: median $LARGE_PASSES, least $(head -n 1 "$WORK/steady-large.passes") ($(wc -l <"$WORK/steady-large.passes") apps)"
 say "   the fake's requests meanwhile: $(verbs "$WORK/steady-large.stats")"
