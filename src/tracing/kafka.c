@@ -20,12 +20,12 @@
 #include "emp/log.h"
 #include "emp/timeutil.h"
 
-#define PARTITIONS_MAX 1024
-#define MARKS          256
-#define MARK_SPAN_MS   100
+#define PARTITIONS_MAX  1024
+#define MARKS           256
+#define MARK_SPAN_MS    100
 #define COMMIT_EVERY_MS 1000
-#define POLL_MS        100
-#define STOP_FLUSH_MS  5000
+#define POLL_MS         100
+#define STOP_FLUSH_MS   5000
 
 /* Offsets before next_offset were all given to the collector by last_ms. */
 struct mark {
@@ -267,6 +267,9 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
         set(conf, "session.timeout.ms", session, err) < 0 ||
         set(conf, "heartbeat.interval.ms", heartbeat, err) < 0 ||
         set(conf, "queued.max.messages.kbytes", "16384", err) < 0 ||
+        /* librdkafka before 2.1 waits this long to fetch again once the queue above was full:
+         * with its default of 500 ms, a consumer slower than the broker idles half the time */
+        set(conf, "fetch.error.backoff.ms", "20", err) < 0 ||
         set(conf, "fetch.max.bytes", "8388608", err) < 0 ||
         set(conf, "receive.message.max.bytes", "16777216", err) < 0) {
         rd_kafka_conf_destroy(conf);
@@ -351,10 +354,9 @@ void kafka_stop(struct kafka *k)
 
 int kafka_produce(struct kafka *k, const char *buf, size_t len)
 {
-    rd_kafka_resp_err_t err =
-        rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(k->topic),
-                          RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        k->producer, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_VALUE((void *)buf, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err) {
         atomic_fetch_add(&k->produce_failed, 1);
         return -EAGAIN;
