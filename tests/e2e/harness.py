@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import http.client
 import http.server
+import importlib.util
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -953,13 +955,19 @@ def settled(app):
 # ---- the apps, through their gateway ----
 
 
-def app_request(address, method="GET", path="/", timeout=5):
+def app_request(address, method="GET", path="/", timeout=5, body=None, headers=None):
     """One request to an app at address ("host:port"), on a connection of its own: (status, the
-    JSON body). Raises OSError (http.client's errors included) when there is no answer."""
+    JSON body). body, when not None, is sent as JSON; headers add to the request's. Raises OSError
+    (http.client's errors included) when there is no answer."""
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    hdrs = {"Connection": "close"}
+    if body is not None:
+        body = json.dumps(body).encode()
+        hdrs["Content-Type"] = "application/json"
+    hdrs.update(headers or {})
     try:
-        conn.request(method, path, headers={"Connection": "close"})
+        conn.request(method, path, body=body, headers=hdrs)
         resp = conn.getresponse()
         body = resp.read()
         try:
@@ -982,6 +990,38 @@ def replicas_seen(address, count, path="/"):
             raise AssertionError(f"GET {path} at {address} answered {status}: {doc}")
         seen[doc["replica"]] += 1
     return seen
+
+
+# ---- tracing ----
+
+
+def tracing_tools():
+    """tests/tracing/harness.py (KafkaMock, ZipkinApp, consume ...), loaded under a name of its
+    own: it is also called harness.py."""
+    module = sys.modules.get("tracing_harness")
+    if module is None:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "tracing", "harness.py")
+        spec_ = importlib.util.spec_from_file_location("tracing_harness", path)
+        module = importlib.util.module_from_spec(spec_)
+        spec_.loader.exec_module(module)
+        sys.modules["tracing_harness"] = module
+    return module
+
+
+def metrics(api, token, ref, window="10m"):
+    """GET /v1/apps/{ref}/metrics?window=window, which must answer 200: the metrics."""
+    r = api.request("GET", f"/v1/apps/{urllib.parse.quote(ref, safe='')}/metrics?window={window}",
+                    token=token)
+    if r.status != 200:
+        raise AssertionError(f"metrics of {ref}: {r}")
+    return r.json
+
+
+def edge(deps, service):
+    """The entry for service in a metrics' dependencies list (outgoing or incoming), or None."""
+    found = [d for d in deps if d["service"] == service]
+    return found[0] if found else None
 
 
 # ---- the CLI ----

@@ -8,7 +8,6 @@ the numbers EMP reports are compared with what the test computes from the spans 
 exactly, percentiles within the histogram's stated relative error."""
 
 import collections
-import importlib.util
 import json
 import os
 import random
@@ -26,15 +25,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(os.path.dirname(HERE), "tracing")
 sys.path.insert(0, HERE)
 import harness as h  # noqa: E402  (the e2e harness; tests/tracing has a harness.py of its own)
+from harness import edge, metrics  # noqa: E402
 
 sys.path.append(TOOLS)
 import send_http  # noqa: E402
 import send_kafka  # noqa: E402
 import spans  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("tracing_harness", os.path.join(TOOLS, "harness.py"))
-th = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(th)
+th = h.tracing_tools()
 
 KCAT = "/usr/bin/kcat"
 TOPIC = "zipkin"
@@ -162,19 +160,6 @@ class TracingStack:
     def deploy(self, token, name):
         return self.api.deploy(token, h.app_spec(name, replicas={"min": 1, "max": 3,
                                                                  "initial": 1}))
-
-
-def metrics(api, token, ref, window=WINDOW):
-    r = api.request("GET", f"/v1/apps/{urllib.parse.quote(ref, safe='')}/metrics?window={window}",
-                    token=token)
-    if r.status != 200:
-        raise AssertionError(f"metrics of {ref}: {r}")
-    return r.json
-
-
-def edge(deps, service):
-    found = [d for d in deps if d["service"] == service]
-    return found[0] if found else None
 
 
 class TracingAssertions:
