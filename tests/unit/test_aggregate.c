@@ -13,44 +13,13 @@
 #include <cmocka.h>
 
 #include "aggregate.h"
+#include "trace_fixture.h"
 
 #define NOW 1800000000000000LL /* µs */
 
-/* services a, b, c are apps "id-a" ...; anything else is no EMP app */
-static bool resolve(void *ctx, const char *service, char *ret_id)
-{
-    if (strncmp(service, "alice/", 6) != 0)
-        return false;
-    snprintf(ret_id, AGG_ID_MAX, "id-%s", service + 6);
-    return true;
-}
-
 static struct agg *new_agg(void)
 {
-    struct agg_config config = {.bucket_s = 10,
-                                .lateness_s = 600,
-                                .future_s = 60,
-                                .join_ms = 1000,
-                                .pending_max = 1000,
-                                .resolve = resolve};
-    struct agg *a;
-    assert_int_equal(agg_new(&config, &a), 0);
-    return a;
-}
-
-static struct span span(uint64_t trace, uint64_t id, uint64_t parent, enum span_kind kind,
-                        const char *service, const char *remote, int64_t ts, int64_t dur)
-{
-    struct span s = {.trace_lo = trace,
-                     .id = id,
-                     .parent_id = parent,
-                     .has_parent = parent != 0,
-                     .kind = kind,
-                     .timestamp_us = ts,
-                     .duration_us = dur};
-    snprintf(s.local_service, sizeof(s.local_service), "%s", service);
-    snprintf(s.remote_service, sizeof(s.remote_service), "%s", remote ? remote : "");
-    return s;
+    return fixture_agg(600);
 }
 
 static struct agg_batch drain(struct agg *a)
@@ -98,18 +67,21 @@ static void run_chain_flagged(bool shared_ids, bool flag_shared, unsigned shuffl
     for (uint64_t t = 1; t <= TRACES; t++) {
         int64_t ts = NOW - 5000000;
         uint64_t ab = t * 10 + 2, bc = t * 10 + 4;
-        all[n++] = span(t, t * 10 + 1, 0, SPAN_SERVER, "alice/a", NULL, ts, 300000);
-        all[n++] = span(t, ab, t * 10 + 1, SPAN_CLIENT, "alice/a", "alice/b", ts + 1000, 280000);
+        all[n++] = fixture_span(t, t * 10 + 1, 0, SPAN_SERVER, "alice/a", NULL, ts, 300000);
+        all[n++] =
+            fixture_span(t, ab, t * 10 + 1, SPAN_CLIENT, "alice/a", "alice/b", ts + 1000, 280000);
         struct span b_server =
-            shared_ids ? span(t, ab, t * 10 + 1, SPAN_SERVER, "alice/b", NULL, ts + 2000, 270000)
-                       : span(t, t * 10 + 3, ab, SPAN_SERVER, "alice/b", NULL, ts + 2000, 270000);
+            shared_ids
+                ? fixture_span(t, ab, t * 10 + 1, SPAN_SERVER, "alice/b", NULL, ts + 2000, 270000)
+                : fixture_span(t, t * 10 + 3, ab, SPAN_SERVER, "alice/b", NULL, ts + 2000, 270000);
         b_server.shared = shared_ids || flag_shared;
         all[n++] = b_server;
         uint64_t b_id = shared_ids ? ab : t * 10 + 3;
-        all[n++] = span(t, bc, b_id, SPAN_CLIENT, "alice/b", "alice/c", ts + 3000, 20000);
+        all[n++] = fixture_span(t, bc, b_id, SPAN_CLIENT, "alice/b", "alice/c", ts + 3000, 20000);
         struct span c_server =
-            shared_ids ? span(t, bc, b_id, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000)
-                       : span(t, t * 10 + 5, bc, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000);
+            shared_ids
+                ? fixture_span(t, bc, b_id, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000)
+                : fixture_span(t, t * 10 + 5, bc, SPAN_SERVER, "alice/c", NULL, ts + 4000, 15000);
         c_server.shared = shared_ids || flag_shared;
         if (t % 10 == 0)
             c_server.http_status = 503;
@@ -186,10 +158,11 @@ static void test_leaf_and_errors(void **state)
 {
     struct agg *a = new_agg();
     struct span s[] = {
-        span(7, 1, 0, SPAN_SERVER, "alice/web", NULL, NOW - 1000000, 5000),
-        span(7, 2, 1, SPAN_CLIENT, "alice/web", "postgres", NOW - 999000, 4000),
-        span(8, 3, 0, SPAN_KIND_NONE, "alice/web", NULL, NOW - 1000000, 100), /* a root */
-        span(8, 4, 3, SPAN_KIND_NONE, "alice/web", NULL, NOW - 1000000, 50),  /* local work */
+        fixture_span(7, 1, 0, SPAN_SERVER, "alice/web", NULL, NOW - 1000000, 5000),
+        fixture_span(7, 2, 1, SPAN_CLIENT, "alice/web", "postgres", NOW - 999000, 4000),
+        fixture_span(8, 3, 0, SPAN_KIND_NONE, "alice/web", NULL, NOW - 1000000, 100), /* a root */
+        fixture_span(8, 4, 3, SPAN_KIND_NONE, "alice/web", NULL, NOW - 1000000,
+                     50), /* local work */
     };
     s[1].error = true;
     agg_add(a, s, 4, NOW);
@@ -211,9 +184,9 @@ static void test_halves(void **state)
 {
     struct agg *a = new_agg();
     struct span s[] = {
-        span(9, 1, 0, SPAN_SERVER, "alice/web", NULL, NOW - 1000000, 5000),
-        span(9, 2, 1, SPAN_CLIENT, "alice/web", "alice/api", NOW - 999000, 4000),
-        span(10, 5, 4, SPAN_SERVER, "alice/api", NULL, NOW - 999000, 3000),
+        fixture_span(9, 1, 0, SPAN_SERVER, "alice/web", NULL, NOW - 1000000, 5000),
+        fixture_span(9, 2, 1, SPAN_CLIENT, "alice/web", "alice/api", NOW - 999000, 4000),
+        fixture_span(10, 5, 4, SPAN_SERVER, "alice/api", NULL, NOW - 999000, 3000),
     };
     s[2].shared = true;
     agg_add(a, s, 3, NOW);
@@ -243,10 +216,13 @@ static void test_refusals(void **state)
 {
     struct agg *a = new_agg();
     struct span s[] = {
-        span(1, 1, 0, SPAN_SERVER, "bob/other", NULL, NOW, 10),              /* no EMP app here */
-        span(1, 2, 0, SPAN_SERVER, "alice/a", NULL, NOW - 3600000000LL, 10), /* an hour late */
-        span(1, 3, 0, SPAN_SERVER, "alice/a", NULL, NOW + 3600000000LL, 10), /* from the future */
-        span(1, 4, 0, SPAN_SERVER, "alice/a", NULL, NOW - 300000000LL, 10),  /* late, accepted */
+        fixture_span(1, 1, 0, SPAN_SERVER, "bob/other", NULL, NOW, 10), /* no EMP app here */
+        fixture_span(1, 2, 0, SPAN_SERVER, "alice/a", NULL, NOW - 3600000000LL,
+                     10), /* an hour late */
+        fixture_span(1, 3, 0, SPAN_SERVER, "alice/a", NULL, NOW + 3600000000LL,
+                     10), /* from the future */
+        fixture_span(1, 4, 0, SPAN_SERVER, "alice/a", NULL, NOW - 300000000LL,
+                     10), /* late, accepted */
     };
     agg_add(a, s, 4, NOW);
     const struct agg_counters *c = agg_counters(a);
@@ -267,7 +243,7 @@ static void test_bounded_pending(void **state)
 {
     struct agg *a = new_agg(); /* pending_max 1000 */
     for (uint64_t t = 1; t <= 5000; t++) {
-        struct span s = span(t, t, 0, SPAN_SERVER, "alice/a", NULL, NOW, 100);
+        struct span s = fixture_span(t, t, 0, SPAN_SERVER, "alice/a", NULL, NOW, 100);
         agg_add(a, &s, 1, NOW);
         assert_true(agg_pending(a) <= 1000);
     }

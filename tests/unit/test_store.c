@@ -18,6 +18,7 @@
 #include "redis_fixture.h"
 #include "aggregate.h"
 #include "store.h"
+#include "trace_fixture.h"
 
 struct ctx {
     struct redis_fixture redis;
@@ -555,40 +556,9 @@ static void test_cache_is_exact(void **state)
 
 /* ---- trace metrics ---- */
 
-static bool trace_resolve(void *ctx, const char *service, char *ret_id)
-{
-    if (strncmp(service, "alice/", 6) != 0)
-        return false;
-    snprintf(ret_id, AGG_ID_MAX, "id-%s", service + 6);
-    return true;
-}
-
 static struct agg *trace_agg(void)
 {
-    struct agg_config config = {.bucket_s = 10,
-                                .lateness_s = 3600,
-                                .future_s = 60,
-                                .join_ms = 1000,
-                                .pending_max = 1000,
-                                .resolve = trace_resolve};
-    struct agg *a;
-    assert_int_equal(agg_new(&config, &a), 0);
-    return a;
-}
-
-static struct span trace_span(uint64_t trace, uint64_t id, uint64_t parent, enum span_kind kind,
-                              const char *service, const char *remote, int64_t ts, int64_t dur)
-{
-    struct span s = {.trace_lo = trace,
-                     .id = id,
-                     .parent_id = parent,
-                     .has_parent = parent != 0,
-                     .kind = kind,
-                     .timestamp_us = ts,
-                     .duration_us = dur};
-    snprintf(s.local_service, sizeof(s.local_service), "%s", service);
-    snprintf(s.remote_service, sizeof(s.remote_service), "%s", remote ? remote : "");
-    return s;
+    return fixture_agg(3600);
 }
 
 /* Drains a into the store as one consumer would, at now_ms. */
@@ -629,8 +599,8 @@ static void test_trace_counts_add_up(void **state)
     struct agg *one = trace_agg(), *two = trace_agg();
     for (int i = 0; i < 600; i++) {
         /* 1 ms .. 600 ms, one per 100 ms of the minute; every 10th fails */
-        struct span s = trace_span(1000 + (uint64_t)i, 1, 0, SPAN_SERVER, "alice/web", NULL,
-                                   (base * 1000000) + (int64_t)i * 100000, (i + 1) * 1000);
+        struct span s = fixture_span(1000 + (uint64_t)i, 1, 0, SPAN_SERVER, "alice/web", NULL,
+                                     (base * 1000000) + (int64_t)i * 100000, (i + 1) * 1000);
         if (i % 10 == 0)
             s.http_status = 500;
         agg_add(i % 2 ? one : two, &s, 1, now_s * 1000000);
@@ -672,10 +642,10 @@ static void test_trace_join_across_consumers(void **state)
     int64_t base = now_s - now_s % 60 - 60;
     int64_t ts = base * 1000000 + 5000000;
     struct agg *one = trace_agg(), *two = trace_agg();
-    struct span a_server = trace_span(77, 1, 0, SPAN_SERVER, "alice/front", NULL, ts, 9000);
-    struct span a_call = trace_span(77, 2, 1, SPAN_CLIENT, "alice/front", "alice/back", ts, 8000);
-    struct span b_server = trace_span(77, 3, 2, SPAN_SERVER, "alice/back", NULL, ts, 7000);
-    struct span lone = trace_span(78, 5, 4, SPAN_CLIENT, "alice/front", "alice/gone", ts, 3000);
+    struct span a_server = fixture_span(77, 1, 0, SPAN_SERVER, "alice/front", NULL, ts, 9000);
+    struct span a_call = fixture_span(77, 2, 1, SPAN_CLIENT, "alice/front", "alice/back", ts, 8000);
+    struct span b_server = fixture_span(77, 3, 2, SPAN_SERVER, "alice/back", NULL, ts, 7000);
+    struct span lone = fixture_span(78, 5, 4, SPAN_CLIENT, "alice/front", "alice/gone", ts, 3000);
     agg_add(one, &a_server, 1, now_s * 1000000);
     agg_add(one, &a_call, 1, now_s * 1000000);
     agg_add(one, &lone, 1, now_s * 1000000);
@@ -727,7 +697,7 @@ static void test_trace_buckets_expire(void **state)
     int64_t old = now_s - STORE_TRACE_FINE_KEEP_S - 120; /* fine bucket past keeping */
     old -= old % 60;
     struct agg *a = trace_agg();
-    struct span s = trace_span(9, 1, 0, SPAN_SERVER, "alice/old", NULL, old * 1000000, 1000);
+    struct span s = fixture_span(9, 1, 0, SPAN_SERVER, "alice/old", NULL, old * 1000000, 1000);
     agg_add(a, &s, 1, now_s * 1000000);
     trace_flush(c->store, a, now_s * 1000, 1000);
     agg_free(a);

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the tests of the aggregator and of the store's trace metrics share: an aggregator whose
+ * services "alice/NAME" are the apps "id-NAME" (anything else is no EMP app), and spans built
+ * from their fields. Include after cmocka.h. */
+#ifndef EMP_TEST_TRACE_FIXTURE_H
+#define EMP_TEST_TRACE_FIXTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aggregate.h"
+
+static bool fixture_resolve(void *ctx, const char *service, char *ret_id)
+{
+    (void)ctx;
+    if (strncmp(service, "alice/", 6) != 0)
+        return false;
+    snprintf(ret_id, AGG_ID_MAX, "id-%s", service + 6);
+    return true;
+}
+
+/* 10 s buckets, spans up to lateness_s old, halves joined within 1 s. */
+static struct agg *fixture_agg(int64_t lateness_s)
+{
+    struct agg_config config = {.bucket_s = 10,
+                                .lateness_s = lateness_s,
+                                .future_s = 60,
+                                .join_ms = 1000,
+                                .pending_max = 1000,
+                                .resolve = fixture_resolve};
+    struct agg *a;
+    assert_int_equal(agg_new(&config, &a), 0);
+    return a;
+}
+
+static struct span fixture_span(uint64_t trace, uint64_t id, uint64_t parent, enum span_kind kind,
+                                const char *service, const char *remote, int64_t ts, int64_t dur)
+{
+    struct span s = {.trace_lo = trace,
+                     .id = id,
+                     .parent_id = parent,
+                     .has_parent = parent != 0,
+                     .kind = kind,
+                     .timestamp_us = ts,
+                     .duration_us = dur};
+    snprintf(s.local_service, sizeof(s.local_service), "%s", service);
+    snprintf(s.remote_service, sizeof(s.remote_service), "%s", remote ? remote : "");
+    return s;
+}
+
+#endif
