@@ -377,8 +377,8 @@ static int app_metrics(struct traces *t, const struct auth_principal *caller,
 int traces_metrics(struct traces *t, const struct auth_principal *caller, const char *ref,
                    const char *window, json_t **ret, struct emp_error *err)
 {
-    int64_t window_s;
-    int resolution_s;
+    int64_t window_s = 0;
+    int resolution_s = STORE_TRACE_FINE_S;
     int r = parse_window(window, &window_s, &resolution_s, err);
     if (r < 0)
         return r;
@@ -449,8 +449,8 @@ static json_t *edge_json(const char *from, const char *to, const struct store_tr
 int traces_graph(struct traces *t, const struct auth_principal *caller, const char *window,
                  json_t **ret, struct emp_error *err)
 {
-    int64_t window_s;
-    int resolution_s;
+    int64_t window_s = 0;
+    int resolution_s = STORE_TRACE_FINE_S;
     int r = parse_window(window, &window_s, &resolution_s, err);
     if (r < 0)
         return r;

@@ -197,13 +197,18 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "local now, join_ttl, join_wait = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])\n"
         "local res, keep = {10, 60}, {tonumber(ARGV[4]), tonumber(ARGV[5])}\n"
         "local expires = {}\n"
+        /* nil for a bucket whose key would have expired already (late spans of a resolution
+         * that is kept for less long): nothing is written for it */
         "local function key(kind, app, r, bucket)\n"
         "  local b = bucket - bucket % res[r]\n"
+        "  local at = b + res[r] + keep[r]\n"
+        "  if at * 1000 <= now then return nil end\n"
         "  local k = 'emp:t' .. kind .. ':' .. app .. ':' .. res[r] .. ':' .. b\n"
-        "  if not expires[k] then expires[k] = b + res[r] + keep[r] end\n"
+        "  expires[k] = at\n"
         "  return k\n"
         "end\n"
-        "local function add(k, f, n) if n ~= 0 then redis.call('HINCRBY', k, f, n) end end\n"
+        "local function add(k, f, n) if k and n ~= 0 then redis.call('HINCRBY', k, f, n) end end\n"
+        "local function set(k, f, v) if k then redis.call('HSET', k, f, v) end end\n"
         "local function edge(caller_app, caller, callee, callee_app, bucket, calls, errors, lat)\n"
         "  for r = 1, 2 do\n"
         "    local k = key('o', caller_app, r, bucket)\n"
@@ -211,12 +216,12 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "    add(k, 'e:' .. callee, errors)\n"
         "    for j = 1, #lat, 2 do add(k, 'l:' .. callee .. ':' .. lat[j], lat[j + 1]) end\n"
         "    if callee_app ~= '' then\n"
-        "      redis.call('HSET', k, 'a:' .. callee, callee_app)\n"
+        "      set(k, 'a:' .. callee, callee_app)\n"
         "      local ki = key('i', callee_app, r, bucket)\n"
         "      add(ki, 'c:' .. caller_app, calls)\n"
         "      add(ki, 'e:' .. caller_app, errors)\n"
         "      for j = 1, #lat, 2 do add(ki, 'l:' .. caller_app .. ':' .. lat[j], lat[j + 1]) end\n"
-        "      redis.call('HSET', ki, 'n:' .. caller_app, caller)\n"
+        "      set(ki, 'n:' .. caller_app, caller)\n"
         "    end\n"
         "  end\n"
         "end\n"
@@ -251,11 +256,13 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "      local k = key('m', app, r, bucket)\n"
         "      add(k, 'r', tonumber(ARGV[i + 3]))\n"
         "      add(k, 'e', tonumber(ARGV[i + 4]))\n"
-        "      for j = first, first + 2 * nl - 1, 2 do\n"
-        "        redis.call('HINCRBY', k, 'l' .. ARGV[j], ARGV[j + 1])\n"
-        "      end\n"
-        "      for j = first + 2 * nl, first + 2 * (nl + ns) - 1, 2 do\n"
-        "        redis.call('HINCRBY', k, 's' .. ARGV[j], ARGV[j + 1])\n"
+        "      if k then\n"
+        "        for j = first, first + 2 * nl - 1, 2 do\n"
+        "          redis.call('HINCRBY', k, 'l' .. ARGV[j], ARGV[j + 1])\n"
+        "        end\n"
+        "        for j = first + 2 * nl, first + 2 * (nl + ns) - 1, 2 do\n"
+        "          redis.call('HINCRBY', k, 's' .. ARGV[j], ARGV[j + 1])\n"
+        "        end\n"
         "      end\n"
         "    end\n"
         "    i = first + 2 * (nl + ns)\n"
@@ -1000,7 +1007,7 @@ int store_login_failure_get(struct store *store, const char *username, int64_t *
         return r;
     redisAppendCommand(c->ctx, "GET %s", key);
     redisAppendCommand(c->ctx, "TTL %s", key);
-    redisReply *replies[2];
+    redisReply *replies[2] = {NULL, NULL};
     r = pipeline_read(store, c, 2, replies, err);
     if (r < 0)
         return r;

@@ -587,6 +587,12 @@ bool agg_should_drain(const struct agg *a)
     return a->series_count >= DRAIN_AT || a->edges_count >= DRAIN_AT || a->halves_count >= DRAIN_AT;
 }
 
+bool agg_must_drain(const struct agg *a)
+{
+    size_t at = a->config.park_at;
+    return a->series_count >= at || a->edges_count >= at || a->halves_count >= 4 * DRAIN_AT;
+}
+
 size_t agg_pending(const struct agg *a)
 {
     return a->pending;
@@ -607,6 +613,8 @@ int agg_new(const struct agg_config *config, struct agg **ret_agg)
         a->config.bucket_s = 10;
     if (a->config.pending_max == 0)
         a->config.pending_max = 100000;
+    if (a->config.park_at == 0 || a->config.park_at > ENTRIES_MAX - SPAN_LIST_MAX)
+        a->config.park_at = ENTRIES_MAX - SPAN_LIST_MAX;
     a->table_size = 1;
     while (a->table_size < a->config.pending_max)
         a->table_size *= 2;

@@ -28,6 +28,7 @@ struct agg_config {
     int64_t future_s;   /* spans this far ahead of the clock are refused (skew) */
     int64_t join_ms;    /* how long a half of a call waits for the other half */
     size_t pending_max; /* halves kept waiting, at most */
+    size_t park_at;     /* series or edges at which agg_must_drain says so (and at most that) */
     agg_resolve_fn resolve;
     void *resolve_ctx;
 };
@@ -116,6 +117,9 @@ void agg_batch_free(struct agg_batch *batch);
 /* True when so much was counted since the last drain that the caller should drain now (a
  * message more always fits). */
 bool agg_should_drain(const struct agg *agg);
+/* Whether it must be drained before the next message is added: beyond this, counts would be
+ * lost (one message adds at most SPAN_LIST_MAX series and edges). */
+bool agg_must_drain(const struct agg *agg);
 
 /* Halves still waiting for their other half. */
 size_t agg_pending(const struct agg *agg);

@@ -23,6 +23,7 @@
 #define RESOLVE_WAYS   4u         /* slots a service may take (a power of two) */
 #define RESOLVE_TTL_MS 30000      /* how long a service's app (or its absence) is believed */
 #define UNSENT_MAX     32         /* batches kept while the store is unavailable */
+#define PARKED_MAX     2          /* batches drained by ingestion while the flusher is busy */
 
 /* What a service name was found to be. */
 struct resolved {
@@ -39,8 +40,13 @@ struct collector {
     struct collector_counters counters;
     struct store_trace_stats stats_unsent; /* counted, not yet added to the store */
     struct agg_counters agg_seen;          /* the aggregator's counters at the last flush */
-    struct agg_batch unsent[UNSENT_MAX];
+    struct agg_batch unsent[UNSENT_MAX];   /* the flusher's (under flush_lock) */
     size_t unsent_count;
+    /* what ingestion drained because the aggregator filled up while the flusher was writing to
+     * the store; the flusher takes them over every round (under lock) */
+    struct agg_batch parked[PARKED_MAX];
+    size_t parked_count;
+    pthread_cond_t unparked;
     pthread_mutex_t flush_lock; /* one flush at a time */
     pthread_t flusher;
     pthread_cond_t wake;
@@ -188,10 +194,20 @@ void collector_add(struct collector *c, const char *buf, size_t len, struct span
         c->counters.spans += parsed.spans;
         c->counters.bad_spans += parsed.bad_spans;
         c->stats_unsent.bad_spans += parsed.bad_spans;
+        if (d.count && agg_must_drain(c->agg)) {
+            /* the flusher is behind (writing to the store): what the aggregator holds waits in
+             * a parked batch, so that it never fills up and loses counts; with all of those
+             * taken, this thread waits for the flusher, which takes them every round, whether
+             * the store answers or not */
+            while (c->parked_count == PARKED_MAX && !c->stopping)
+                pthread_cond_wait(&c->unparked, &c->lock);
+            if (c->parked_count < PARKED_MAX)
+                agg_drain(c->agg, &c->parked[c->parked_count++]);
+        }
         if (d.count)
             agg_add(c->agg, d.spans, d.count, now_us);
     }
-    bool full = agg_should_drain(c->agg);
+    bool full = agg_should_drain(c->agg) || c->parked_count > 0;
     pthread_mutex_unlock(&c->lock);
     if (full)
         pthread_cond_signal(&c->wake);
@@ -216,6 +232,19 @@ static void take_agg_counters(struct collector *c)
     *seen = *now;
 }
 
+/* Adds a batch to those the flusher sends; with UNSENT_MAX waiting (the store has been away for
+ * long), the oldest counts are given up. Under flush_lock and lock. */
+static void queue_unsent(struct collector *c, struct agg_batch *batch)
+{
+    if (c->unsent_count == UNSENT_MAX) {
+        agg_batch_free(&c->unsent[0]);
+        memmove(&c->unsent[0], &c->unsent[1], (UNSENT_MAX - 1) * sizeof(c->unsent[0]));
+        c->unsent_count--;
+        c->counters.dropped_batches++;
+    }
+    c->unsent[c->unsent_count++] = *batch;
+}
+
 /* One flush: finish the joins that are due (all, when force), drain, and add every batch not yet
  * in the store. Returns 0 when the store has them all. */
 static int flush(struct collector *c, bool force, struct emp_error *err)
@@ -225,16 +254,13 @@ static int flush(struct collector *c, bool force, struct emp_error *err)
     pthread_mutex_lock(&c->lock);
     agg_tick(c->agg, time_now_ms() * 1000, force);
     take_agg_counters(c);
+    for (size_t i = 0; i < c->parked_count; i++)
+        queue_unsent(c, &c->parked[i]);
+    c->parked_count = 0;
+    pthread_cond_broadcast(&c->unparked);
     struct agg_batch batch;
     agg_drain(c->agg, &batch);
-    if (c->unsent_count == UNSENT_MAX) {
-        /* the store has been away for long: the oldest counts are given up */
-        agg_batch_free(&c->unsent[0]);
-        memmove(&c->unsent[0], &c->unsent[1], (UNSENT_MAX - 1) * sizeof(c->unsent[0]));
-        c->unsent_count--;
-        c->counters.dropped_batches++;
-    }
-    c->unsent[c->unsent_count++] = batch;
+    queue_unsent(c, &batch);
     struct store_trace_stats stats = c->stats_unsent;
     memset(&c->stats_unsent, 0, sizeof(c->stats_unsent));
     c->counters.pending = agg_pending(c->agg);
@@ -293,7 +319,7 @@ static void *flusher_main(void *arg)
             until.tv_sec++;
             until.tv_nsec -= 1000000000;
         }
-        if (!agg_should_drain(c->agg))
+        if (!agg_should_drain(c->agg) && c->parked_count == 0)
             pthread_cond_timedwait(&c->wake, &c->lock, &until);
         if (c->stopping)
             break;
@@ -353,12 +379,14 @@ int collector_new(const struct collector_config *config, struct collector **ret,
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->flush_lock, NULL);
     pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->unparked, NULL);
     c->resolve_cache = calloc(RESOLVE_SLOTS, sizeof(*c->resolve_cache));
     struct agg_config ac = {.bucket_s = STORE_TRACE_FINE_S,
                             .lateness_s = c->config.lateness_s,
                             .future_s = c->config.future_s,
                             .join_ms = c->config.join_ms,
                             .pending_max = c->config.pending_max,
+                            .park_at = c->config.park_at,
                             .resolve = resolve,
                             .resolve_ctx = c};
     if (!c->resolve_cache || agg_new(&ac, &c->agg) < 0) {
@@ -386,6 +414,7 @@ void collector_free(struct collector *c)
     pthread_mutex_lock(&c->lock);
     c->stopping = true;
     pthread_cond_signal(&c->wake);
+    pthread_cond_broadcast(&c->unparked);
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->flusher, NULL);
     struct emp_error err = {0};
@@ -399,6 +428,7 @@ void collector_free(struct collector *c)
     agg_free(c->agg);
     free(c->resolve_cache);
     pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->unparked);
     pthread_mutex_destroy(&c->flush_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);

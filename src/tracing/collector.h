@@ -23,6 +23,7 @@ struct collector_config {
     int64_t join_wait_ms; /* and this long in the store, for other consumers' halves (10000) */
     int64_t flush_ms;     /* how often counts go to the store (1000) */
     size_t pending_max;   /* halves waiting here, at most (100000) */
+    size_t park_at;       /* series or edges that make ingestion drain the aggregator itself */
 };
 
 struct collector;

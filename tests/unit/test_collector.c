@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The collector against a real redis-server: spans in from several threads, counts in the store,
+ * exactly, also when ingestion outruns the flusher (the aggregator drains into parked batches,
+ * and ingestion waits for the flusher when those are all taken). */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "collector.h"
+#include "emp/names.h"
+#include "emp/timeutil.h"
+#include "redis_fixture.h"
+#include "store.h"
+
+#define APPS     40
+#define MESSAGES 120 /* per thread */
+#define THREADS  2
+
+struct ctx {
+    struct redis_fixture redis;
+    struct store *store;
+    char ids[APPS][NAMES_UUID_LEN + 1];
+};
+
+static const char spec_json[] = "{\"name\":\"x\",\"command\":[\"x\"],\"port\":80}";
+
+static int setup(void **state)
+{
+    struct ctx *c = calloc(1, sizeof(*c));
+    struct emp_error err = {0};
+    if (!c || redis_fixture_start(&c->redis) < 0 || store_open(c->redis.url, &c->store, &err) < 0)
+        return -1;
+    for (int i = 0; i < APPS; i++) {
+        struct store_app app = {0};
+        snprintf(c->ids[i], sizeof(c->ids[i]), "00000000-0000-4000-8000-%012d", i);
+        memcpy(app.id, c->ids[i], sizeof(app.id));
+        snprintf(app.owner, sizeof(app.owner), "alice");
+        snprintf(app.name, sizeof(app.name), "app-%d", i);
+        app.spec_json = (char *)spec_json;
+        app.created_ms = app.updated_ms = time_now_ms();
+        app.desired = DESIRED_RUNNING;
+        app.desired_replicas = 1;
+        app.generation = 1;
+        app.state = APP_RUNNING;
+        if (store_app_create(c->store, &app, APPS, &err) < 0)
+            return -1;
+    }
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct ctx *c = *state;
+    store_close(c->store);
+    redis_fixture_stop(&c->redis);
+    free(c);
+    return 0;
+}
+
+struct feeder {
+    struct collector *collector;
+    int thread;
+    int64_t ts_us;
+    int64_t bad;
+};
+
+/* MESSAGES messages of one SERVER span per app each, as a reporter of every app would send. */
+static void *feed(void *arg)
+{
+    struct feeder *f = arg;
+    size_t cap = APPS * 256;
+    char *buf = malloc(cap);
+    for (int m = 0; m < MESSAGES && buf; m++) {
+        size_t n = 0;
+        n += (size_t)snprintf(buf + n, cap - n, "[");
+        for (int a = 0; a < APPS; a++)
+            n += (size_t)snprintf(buf + n, cap - n,
+                                  "%s{\"traceId\":\"%016x\",\"id\":\"%016x\",\"kind\":\"SERVER\","
+                                  "\"name\":\"get\",\"timestamp\":%lld,\"duration\":%d,"
+                                  "\"localEndpoint\":{\"serviceName\":\"alice/app-%d\"}}",
+                                  a ? "," : "", (unsigned)(f->thread * 1000000 + m * 1000 + a + 1),
+                                  (unsigned)(a + 1), (long long)f->ts_us, 1000 + a, a);
+        n += (size_t)snprintf(buf + n, cap - n, "]");
+        struct span_parse_result r;
+        collector_add(f->collector, buf, n, &r);
+        f->bad += r.bad_message || r.bad_spans || r.spans != APPS;
+    }
+    free(buf);
+    return NULL;
+}
+
+static void test_every_span_is_counted_when_ingestion_outruns_the_flusher(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t bucket = now_s - now_s % 10 - 30;
+    struct collector_config config = {
+        .store = c->store,
+        .lateness_s = 600,
+        .join_ms = 10,
+        .flush_ms = 3600 * 1000, /* never by the clock: only because the aggregator fills up */
+        .park_at = 8,            /* every message fills it: 40 series */
+    };
+    struct collector *col;
+    struct emp_error err = {0};
+    assert_int_equal(collector_new(&config, &col, &err), 0);
+    pthread_t threads[THREADS];
+    struct feeder feeders[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        feeders[t] = (struct feeder){col, t, bucket * 1000000 + 5000000, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, feed, &feeders[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(feeders[t].bad, 0);
+    }
+    struct collector_counters cc;
+    collector_counters(col, &cc);
+    assert_int_equal(cc.messages, THREADS * MESSAGES);
+    assert_int_equal(cc.spans, THREADS * MESSAGES * APPS);
+    collector_free(col); /* adds what is left */
+    assert_int_equal(cc.dropped_batches, 0);
+    for (int a = 0; a < APPS; a++) {
+        struct store_trace_window w;
+        assert_int_equal(store_trace_window_get(c->store, c->ids[a], bucket + 10, 10, 10, &w, &err),
+                         0);
+        if (w.requests != THREADS * MESSAGES)
+            fail_msg("app-%d: %llu requests counted, %d sent", a, (unsigned long long)w.requests,
+                     THREADS * MESSAGES);
+        store_trace_window_free(&w);
+    }
+    struct store_trace_stats st;
+    assert_int_equal(store_trace_stats_get(c->store, &st, &err), 0);
+    assert_int_equal(st.spans, THREADS * MESSAGES * APPS);
+    assert_int_equal(st.messages, THREADS * MESSAGES);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_every_span_is_counted_when_ingestion_outruns_the_flusher, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
