@@ -1808,7 +1808,7 @@ static void arg_free(struct argbuf *b)
     memset(b, 0, sizeof(*b));
 }
 
-#define TRACE_ARGS_PER_CALL 50000 /* a step's arguments, so that no script holds Redis long */
+#define TRACE_ARGS_PER_CALL 8192 /* a step's arguments: no script holds Redis more than ~5 ms */
 #define TRACE_HEADER_ARGS   5
 
 static void trace_header(struct argbuf *b, int64_t now_ms, int64_t join_wait_ms)

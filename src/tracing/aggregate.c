@@ -64,7 +64,7 @@ struct agg {
 };
 
 #define INDEX_SIZE  (1u << 15)       /* slots of each index */
-#define DRAIN_AT    4096             /* series or edges: time to drain */
+#define HALVES_MAX  16384            /* unjoined halves: time to drain */
 #define ENTRIES_MAX (INDEX_SIZE / 2) /* what an index holds, at most: a message more fits */
 
 /* Counts one value into a sparse histogram. */
@@ -240,7 +240,7 @@ static struct agg_series *series_of(struct agg *a, const char *app_id, int64_t b
     if (a->series_index[i])
         return &a->series[a->series_index[i] - 1];
     if (a->series_count >= ENTRIES_MAX)
-        return NULL; /* the caller drains well before (agg_should_drain) */
+        return NULL; /* the caller drains well before (agg_must_drain) */
     if (a->series_count == a->series_cap) {
         struct agg_series *grown = grow(a->series, &a->series_cap, sizeof(*grown));
         if (!grown)
@@ -582,15 +582,10 @@ void agg_batch_free(struct agg_batch *b)
     *b = (struct agg_batch){0};
 }
 
-bool agg_should_drain(const struct agg *a)
-{
-    return a->series_count >= DRAIN_AT || a->edges_count >= DRAIN_AT || a->halves_count >= DRAIN_AT;
-}
-
 bool agg_must_drain(const struct agg *a)
 {
     size_t at = a->config.park_at;
-    return a->series_count >= at || a->edges_count >= at || a->halves_count >= 4 * DRAIN_AT;
+    return a->series_count >= at || a->edges_count >= at || a->halves_count >= HALVES_MAX;
 }
 
 size_t agg_pending(const struct agg *a)

@@ -114,9 +114,6 @@ int agg_drain(struct agg *agg, struct agg_batch *ret);
 /* Frees what a batch holds and empties it; accepts NULL. */
 void agg_batch_free(struct agg_batch *batch);
 
-/* True when so much was counted since the last drain that the caller should drain now (a
- * message more always fits). */
-bool agg_should_drain(const struct agg *agg);
 /* Whether it must be drained before the next message is added: beyond this, counts would be
  * lost (one message adds at most SPAN_LIST_MAX series and edges). */
 bool agg_must_drain(const struct agg *agg);

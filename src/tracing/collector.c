@@ -207,7 +207,7 @@ void collector_add(struct collector *c, const char *buf, size_t len, struct span
         if (d.count)
             agg_add(c->agg, d.spans, d.count, now_us);
     }
-    bool full = agg_should_drain(c->agg) || c->parked_count > 0;
+    bool full = c->parked_count > 0;
     pthread_mutex_unlock(&c->lock);
     if (full)
         pthread_cond_signal(&c->wake);
@@ -319,7 +319,7 @@ static void *flusher_main(void *arg)
             until.tv_sec++;
             until.tv_nsec -= 1000000000;
         }
-        if (!agg_should_drain(c->agg) && c->parked_count == 0)
+        if (c->parked_count == 0)
             pthread_cond_timedwait(&c->wake, &c->lock, &until);
         if (c->stopping)
             break;
