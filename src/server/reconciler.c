@@ -304,7 +304,11 @@ static void reconcile(struct recon *r, const char *id)
     };
     switch (app->desired) {
     case DESIRED_REMOVED:
-        if (app->deployed && cluster_remove(r->cluster, &capp, app->purge, &err) < 0) {
+        /* an app never deployed is removed from the backend too (it may hold something for it,
+         * such as the gateway port that another app's ${app:NAME} reserved); one that a backend
+         * not built into this binary never saw only loses its records */
+        if ((app->deployed || cluster_available(r->cluster)) &&
+            cluster_remove(r->cluster, &capp, app->purge, &err) < 0) {
             snprintf(reason, sizeof(reason), "%s", err.message);
             obs.state = APP_REMOVING;
             obs.reason = reason;

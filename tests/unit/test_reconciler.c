@@ -325,6 +325,17 @@ static void test_deploy_scale_stop_start_remove(void **state)
     assert_false(fake_find("00000000-0000-4000-8000-000000000001")->exists);
 }
 
+/* Removed before it was ever deployed: the backend is told anyway (it may hold a reservation). */
+static void test_remove_before_deploy(void **state)
+{
+    struct ctx *c = *state;
+    create_app(c->store, 6, "early", 1);
+    change(c, 6, DESIRED_REMOVED, -1);
+    drain(c);
+    assert_null(get(c, 6));
+    assert_string_equal(fake.log, "remove(early) ");
+}
+
 static void test_converging_shows_progress(void **state)
 {
     struct ctx *c = *state;
@@ -473,6 +484,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_deploy_scale_stop_start_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_before_deploy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_converging_shows_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_backoff_and_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repairs_drift, setup, teardown),
