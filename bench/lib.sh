@@ -133,6 +133,25 @@ require_binaries() { # PATH...: dies unless every one is an executable
     [[ -x $bin ]] || die "no $(join_words or "$@"): build them first"
   done
 }
+# HTTP_GET PORT PATH [TOKEN]: one HTTP/1.0 GET to 127.0.0.1:PORT with bash's /dev/tcp (no fork,
+# so polling it costs the machine little). Sets HTTP_STATUS (empty: the connection was refused;
+# 000: connected, but no HTTP answer) and HTTP_BODY.
+# shellcheck disable=SC2034 # HTTP_STATUS and HTTP_BODY are for the scripts that source this
+http_get() {
+  local resp='' auth=''
+  HTTP_STATUS='' HTTP_BODY=''
+  [[ -n ${3:-} ]] && auth="Authorization: Bearer $3"$'\r\n'
+  {
+    HTTP_STATUS=000
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n%s\r\n' "$2" "$1" "$auth" >&0 &&
+      IFS= read -r -d '' -t 5 resp
+  } 2>/dev/null <>"/dev/tcp/127.0.0.1/$1" || true
+  if [[ $resp =~ ^HTTP/1\.[01]\ ([0-9]{3}) ]]; then
+    HTTP_STATUS=${BASH_REMATCH[1]}
+    HTTP_BODY=${resp#*$'\r\n\r\n'}
+  fi
+}
+
 rcli() { # DIR ARGS...: redis-cli to the Redis of DIR
   local dir=$1
   shift

@@ -49,24 +49,6 @@ mkfifo "$WORK/sleep.fifo"
 exec {SLEEP_FD}<>"$WORK/sleep.fifo"
 nap() { read -r -t "$1" -u "$SLEEP_FD" _ || true; }
 
-# HTTP_GET PORT PATH [TOKEN]: one HTTP/1.0 GET to 127.0.0.1:PORT with bash's /dev/tcp (no fork,
-# so polling it costs the machine little). Sets HTTP_STATUS (empty: the connection was refused;
-# 000: connected, but no HTTP answer) and HTTP_BODY.
-http_get() {
-  local resp='' auth=''
-  HTTP_STATUS='' HTTP_BODY=''
-  [[ -n ${3:-} ]] && auth="Authorization: Bearer $3"$'\r\n'
-  {
-    HTTP_STATUS=000
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n%s\r\n' "$2" "$1" "$auth" >&0 &&
-      IFS= read -r -d '' -t 5 resp
-  } 2>/dev/null <>"/dev/tcp/127.0.0.1/$1" || true
-  if [[ $resp =~ ^HTTP/1\.[01]\ ([0-9]{3}) ]]; then
-    HTTP_STATUS=${BASH_REMATCH[1]}
-    HTTP_BODY=${resp#*$'\r\n\r\n'}
-  fi
-}
-
 # replica_pids COMM: the replicas (processes named COMM) that this emp-server runs, not those of
 # anyone else, a line each.
 replica_pids() {

@@ -57,23 +57,6 @@ proc_ticks() {
   printf '%s\n' $((fields[11] + fields[12]))
 }
 
-# HTTP_GET PORT PATH [TOKEN]: one HTTP/1.0 GET to 127.0.0.1:PORT with bash's /dev/tcp (no fork,
-# so polling it costs the machine little; as in local.sh). Sets HTTP_STATUS and HTTP_BODY.
-http_get() {
-  local resp='' auth=''
-  HTTP_STATUS='' HTTP_BODY=''
-  [[ -n ${3:-} ]] && auth="Authorization: Bearer $3"$'\r\n'
-  {
-    HTTP_STATUS=000
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n%s\r\n' "$2" "$1" "$auth" >&0 &&
-      IFS= read -r -d '' -t 5 resp
-  } 2>/dev/null <>"/dev/tcp/127.0.0.1/$1" || true
-  if [[ $resp =~ ^HTTP/1\.[01]\ ([0-9]{3}) ]]; then
-    HTTP_STATUS=${BASH_REMATCH[1]}
-    HTTP_BODY=${resp#*$'\r\n\r\n'}
-  fi
-}
-
 api() { # DIR METHOD PATH [BODY]: prints the answer's body, fails on a non-2xx status
   local dir=$1 method=$2 path=$3
   local args=(-sS --fail-with-body -X "$method" -H 'Content-Type: application/json')
