@@ -22,7 +22,7 @@ die() {
 }
 
 # The spec of app $1 as deployed from this checkout: the command runs serve.py from here, not
-# from /opt/songs-ms (where the Dockerfiles put it), and every service but the gateway gets the
+# from /opt/songs-ms (where the Dockerfile puts it), and every service but the gateway gets the
 # shared JWT_SECRET.
 spec() {
   /usr/bin/python3 - "$dir" "$1" <<'PY'
