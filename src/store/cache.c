@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emp/hash.h"
+
 #define SHARDS  16
 #define KEY_MAX 112
 
@@ -38,15 +40,6 @@ struct cache {
     size_t max_entries;
     struct shard shards[SHARDS];
 };
-
-/* FNV-1a: keys are short and chosen by EMP */
-static uint64_t hash_key(const char *key)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return h;
-}
 
 int cache_new(size_t max_entries, struct cache **ret_cache)
 {
@@ -154,7 +147,7 @@ int cache_get(struct cache *cache, const char *key, const struct cache_value_ops
 {
     if (!atomic_load(&cache->enabled))
         return 0;
-    uint64_t hash = hash_key(key);
+    uint64_t hash = emp_hash_text(key);
     struct shard *s = shard_of(cache, hash);
     pthread_mutex_lock(&s->lock);
     struct entry *e = *find_slot(s, key, hash);
@@ -172,7 +165,7 @@ uint64_t cache_begin(struct cache *cache, const char *key)
 {
     if (!atomic_load(&cache->enabled) || strlen(key) >= KEY_MAX)
         return 0;
-    uint64_t hash = hash_key(key);
+    uint64_t hash = emp_hash_text(key);
     struct shard *s = shard_of(cache, hash);
     uint64_t ticket = atomic_fetch_add(&cache->next_ticket, 1);
     pthread_mutex_lock(&s->lock);
@@ -209,7 +202,7 @@ void cache_finish(struct cache *cache, const char *key, uint64_t ticket,
 {
     bool stored = false;
     if (ticket) {
-        uint64_t hash = hash_key(key);
+        uint64_t hash = emp_hash_text(key);
         struct shard *s = shard_of(cache, hash);
         pthread_mutex_lock(&s->lock);
         struct entry *e = *find_slot(s, key, hash);
@@ -227,7 +220,7 @@ void cache_finish(struct cache *cache, const char *key, uint64_t ticket,
 
 void cache_invalidate(struct cache *cache, const char *key)
 {
-    uint64_t hash = hash_key(key);
+    uint64_t hash = emp_hash_text(key);
     struct shard *s = shard_of(cache, hash);
     pthread_mutex_lock(&s->lock);
     struct entry **slot = find_slot(s, key, hash);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emp/hash.h"
+
 /* ---- pending halves ---- */
 
 enum role {
@@ -102,14 +104,6 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h;
 }
 
-static uint64_t text_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, uint64_t service,
                    enum role role)
 {
@@ -167,7 +161,7 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
     p->service = p->names;
     p->remote = p->names + service_len + 1;
     memcpy(p->app_id, app_id, AGG_ID_MAX);
-    p->service_id = text_hash(s->local_service);
+    p->service_id = emp_hash_text(s->local_service);
     p->parent_id = s->parent_id;
     p->has_parent = s->has_parent;
     p->shared = s->shared;
@@ -236,7 +230,7 @@ static struct agg_series *series_of(struct agg *a, const char *app_id, int64_t b
 {
     struct series_key key = {app_id, bucket};
     size_t i =
-        probe(a->series_index, mix(text_hash(app_id), (uint64_t)bucket), same_series, a, &key);
+        probe(a->series_index, mix(emp_hash_text(app_id), (uint64_t)bucket), same_series, a, &key);
     if (a->series_index[i])
         return &a->series[a->series_index[i] - 1];
     if (a->series_count >= ENTRIES_MAX)
@@ -273,7 +267,7 @@ static struct agg_edge *edge_of(struct agg *a, const char *caller_app, const cha
                                 const char *callee, const char *callee_app, int64_t bucket)
 {
     struct edge_key key = {caller_app, callee, bucket};
-    uint64_t h = mix(mix(text_hash(caller_app), text_hash(callee)), (uint64_t)bucket);
+    uint64_t h = mix(mix(emp_hash_text(caller_app), emp_hash_text(callee)), (uint64_t)bucket);
     size_t i = probe(a->edges_index, h, same_edge, a, &key);
     if (a->edges_index[i])
         return &a->edges[a->edges_index[i] - 1];
@@ -492,7 +486,7 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
                         int64_t now)
 {
     if (s->has_parent && s->duration_us > 0) {
-        uint64_t service = text_hash(s->local_service);
+        uint64_t service = emp_hash_text(s->local_service);
         struct pending *kids =
             find(a, s->trace_hi, s->trace_lo, s->parent_id, service, ROLE_CHILDREN);
         if (!kids) {

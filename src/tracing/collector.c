@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "aggregate.h"
+#include "emp/hash.h"
 #include "emp/log.h"
 #include "emp/names.h"
 #include "emp/timeutil.h"
@@ -54,14 +55,6 @@ struct collector {
     atomic_llong done_before_ms;
 };
 
-static uint64_t hash_text(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 /* agg_resolve_fn: "USERNAME/APPNAME" is the app APPNAME of USERNAME. Called under lock. */
 static bool resolve(void *ctx, const char *service, char *ret_id)
 {
@@ -79,7 +72,8 @@ static bool resolve(void *ctx, const char *service, char *ret_id)
         return false;
     /* a set of RESOLVE_WAYS slots: two services that hash alike do not evict each other (each
      * eviction is a Redis round trip under the collector's lock, for every span of both) */
-    struct resolved *set = &c->resolve_cache[hash_text(service) & (RESOLVE_SLOTS - RESOLVE_WAYS)];
+    struct resolved *set =
+        &c->resolve_cache[emp_hash_text(service) & (RESOLVE_SLOTS - RESOLVE_WAYS)];
     struct resolved *r = &set[0];
     for (size_t i = 0; i < RESOLVE_WAYS; i++) {
         if (strcmp(set[i].service, service) == 0) {
