@@ -3761,6 +3761,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def send_response(self, code, message=None):
+        # the request goes into the log before its answer can reach the client: whoever has seen an
+        # answer (or what it changed) finds the request in /_fake/requests
+        self.status_sent = code
+        self.record(code)
+        super().send_response(code, message)
+
+    def record(self, status):
+        entry = getattr(self, "entry", None)
+        if entry is None:
+            return
+        self.entry = None  # once
+        entry["status"] = status
+        entry["duration_ms"] = round((time.time() - self.started) * 1000, 2)
+        fake = self.server.fake
+        with fake.stats_lock:
+            fake.requests.append(entry)
+            if len(fake.requests) > fake.requests_log:
+                del fake.requests[: len(fake.requests) - fake.requests_log]
+        fake.count_status(status)
+
     def send_json(self, code, obj, extra_headers=None):
         indent = 2 if "pretty=true" in self.path or "pretty=1" in self.path else None
         body = json.dumps(obj, separators=(",", ": ") if indent else (",", ":"), indent=indent, ensure_ascii=False).encode("utf-8") + \
@@ -3797,6 +3818,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type", "")
         entry = {"time": now_rfc3339(t0), "method": method, "path": path, "query": url.query, "content_type": ctype,
                  "body_valid": None, "user_agent": self.headers.get("User-Agent", "")}
+        self.entry, self.started = (None if path.startswith("/_fake") else entry), t0
         body = b""
         try:
             body = self.read_body()
@@ -3829,13 +3851,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     pass
         finally:
             if not path.startswith("/_fake"):
-                entry["status"] = self.status_sent if self.status_sent is not None else entry.get("status", 0)
-                entry["duration_ms"] = round((time.time() - t0) * 1000, 2)
-                with fake.stats_lock:
-                    fake.requests.append(entry)
-                    if len(fake.requests) > fake.requests_log:
-                        del fake.requests[: len(fake.requests) - fake.requests_log]
-                fake.count_status(entry["status"])
+                self.record(entry.get("status", 0))  # a dropped connection: no answer was sent
             fake.log("%s %s %s%s %s %.1fms" % (self.client_address[0], method, path, "?" + url.query if url.query else "",
                                                self.status_sent if self.status_sent is not None else "dropped",
                                                (time.time() - t0) * 1000))
