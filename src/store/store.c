@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "aggregate.h"
 #include "cache.h"
@@ -517,6 +518,21 @@ static int connect_ctx(struct store *s, redisContext **ret_ctx, struct emp_error
     return 0;
 }
 
+/* Whether an idle connection was closed by Redis (it went away or restarted since): such a
+ * connection has something to read, the end of its stream, while it waits for no reply. A command
+ * sent on it would fail although Redis may be back. */
+static bool conn_closed(const struct conn *c)
+{
+    struct pollfd p = {.fd = c->ctx->fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    char byte;
+    ssize_t n = recv(c->ctx->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 /* The calling thread's connection, connected. */
 static int conn_get(struct store *s, struct conn **ret, struct emp_error *err)
 {
@@ -527,6 +543,8 @@ static int conn_get(struct store *s, struct conn **ret, struct emp_error *err)
             return -ENOMEM;
         pthread_setspecific(s->conn_key, c);
     }
+    if (c->ctx && conn_closed(c))
+        conn_reset(c); /* and connect anew */
     if (!c->ctx) {
         int r = connect_ctx(s, &c->ctx, err);
         if (r < 0)
