@@ -4,6 +4,7 @@
 #define EMP_TIMEUTIL_H
 
 #include <stdint.h>
+#include <time.h>
 
 #define TIME_RFC3339_LEN 32
 
@@ -11,6 +12,9 @@
 int64_t time_now_ms(void);
 /* Monotonic time in milliseconds, for timeouts and backoff. */
 int64_t time_mono_ms(void);
+/* The wall-clock time ms milliseconds from now, as pthread_cond_timedwait and sem_timedwait take
+ * it. */
+struct timespec time_deadline(int64_t ms);
 /* Writes "2026-12-03T18:54:31.123Z" to buf (at least TIME_RFC3339_LEN bytes). Returns buf. */
 char *time_format_rfc3339(int64_t ms, char *buf);
 /* Parses what time_format_rfc3339 writes (and the form without milliseconds). Returns 0 or -EINVAL.

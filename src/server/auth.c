@@ -115,9 +115,7 @@ void auth_free(struct auth *auth)
 /* Takes one of the hashing slots, waiting a bounded time. */
 static int hash_slot_take(struct auth *a, struct emp_error *err)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += HASH_WAIT_MS / 1000;
+    struct timespec deadline = time_deadline(HASH_WAIT_MS);
     while (sem_timedwait(&a->hash_slots, &deadline) != 0) {
         if (errno == EINTR)
             continue;

@@ -476,14 +476,7 @@ static void *worker(void *arg)
                         store_display_url(r->store));
             wait_ms = 1000;
         }
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += wait_ms / 1000;
-        deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        struct timespec deadline = time_deadline(wait_ms);
         pthread_mutex_lock(&r->lock);
         while (!r->stopping && r->pending_wakes == 0)
             if (pthread_cond_timedwait(&r->wake, &r->lock, &deadline) != 0)

@@ -305,14 +305,7 @@ static void *flusher_main(void *arg)
     bool warned = false;
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += c->config.flush_ms / 1000;
-        until.tv_nsec += (c->config.flush_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+        struct timespec until = time_deadline(c->config.flush_ms);
         if (c->parked_count == 0)
             pthread_cond_timedwait(&c->wake, &c->lock, &until);
         if (c->stopping)

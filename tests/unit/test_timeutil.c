@@ -44,11 +44,27 @@ static void test_durations(void **state)
     assert_int_equal(time_parse_duration("99999999999999999d", &s), -EINVAL);
 }
 
+/* A deadline is that far ahead of the wall clock, its nanoseconds normalised. */
+static void test_deadline(void **state)
+{
+    for (int64_t ms = 0; ms < 2500; ms += 7) {
+        struct timespec before, after;
+        clock_gettime(CLOCK_REALTIME, &before);
+        struct timespec d = time_deadline(ms);
+        clock_gettime(CLOCK_REALTIME, &after);
+        assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+        int64_t d_ns = (int64_t)d.tv_sec * 1000000000LL + d.tv_nsec;
+        assert_true(d_ns >= (int64_t)before.tv_sec * 1000000000LL + before.tv_nsec + ms * 1000000);
+        assert_true(d_ns <= (int64_t)after.tv_sec * 1000000000LL + after.tv_nsec + ms * 1000000);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
