@@ -63,14 +63,15 @@ struct agg {
     uint32_t *edges_index;
     struct agg_half *halves;
     size_t halves_count, halves_cap;
+    size_t bytes; /* what series, edges, halves and their histograms took from the heap */
 };
 
-#define INDEX_SIZE  (1u << 15)       /* slots of each index */
+#define INDEX_SIZE  (1u << 16)       /* slots of each index */
 #define HALVES_MAX  16384            /* unjoined halves: time to drain */
 #define ENTRIES_MAX (INDEX_SIZE / 2) /* what an index holds, at most: a message more fits */
 
 /* Counts one value into a sparse histogram. */
-static void hist_add(struct agg_hist *h, uint64_t value)
+static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
 {
     uint16_t bucket = (uint16_t)hist_bucket(value);
     uint32_t lo = 0, hi = h->len;
@@ -90,6 +91,7 @@ static void hist_add(struct agg_hist *h, uint64_t value)
         struct hist_entry *grown = realloc(h->entries, cap * sizeof(*grown));
         if (!grown)
             return;
+        a->bytes += (cap - h->cap) * sizeof(*grown);
         h->entries = grown;
         h->cap = cap;
     }
@@ -195,12 +197,14 @@ static int64_t bucket_of(const struct agg *a, int64_t timestamp_us)
     return s - s % a->config.bucket_s;
 }
 
-static void *grow(void *array, size_t *cap, size_t size)
+static void *grow(struct agg *a, void *array, size_t *cap, size_t size)
 {
     size_t next = *cap ? *cap * 2 : 16;
     void *grown = realloc(array, next * size);
-    if (grown)
+    if (grown) {
+        a->bytes += (next - *cap) * size;
         *cap = next;
+    }
     return grown;
 }
 
@@ -236,7 +240,7 @@ static struct agg_series *series_of(struct agg *a, const char *app_id, int64_t b
     if (a->series_count >= ENTRIES_MAX)
         return NULL; /* the caller drains well before (agg_must_drain) */
     if (a->series_count == a->series_cap) {
-        struct agg_series *grown = grow(a->series, &a->series_cap, sizeof(*grown));
+        struct agg_series *grown = grow(a, a->series, &a->series_cap, sizeof(*grown));
         if (!grown)
             return NULL;
         a->series = grown;
@@ -274,7 +278,7 @@ static struct agg_edge *edge_of(struct agg *a, const char *caller_app, const cha
     if (a->edges_count >= ENTRIES_MAX)
         return NULL;
     if (a->edges_count == a->edges_cap) {
-        struct agg_edge *grown = grow(a->edges, &a->edges_cap, sizeof(*grown));
+        struct agg_edge *grown = grow(a, a->edges, &a->edges_cap, sizeof(*grown));
         if (!grown)
             return NULL;
         a->edges = grown;
@@ -311,7 +315,7 @@ static void count_edge(struct agg *a, const struct call *call, const char *calle
     if (call->error || callee_failed)
         e->errors++;
     if (call->duration_us > 0)
-        hist_add(&e->latency, (uint64_t)call->duration_us);
+        hist_add(a, &e->latency, (uint64_t)call->duration_us);
 }
 
 static struct call call_of(const struct pending *p)
@@ -323,7 +327,7 @@ static struct call call_of(const struct pending *p)
 static void add_half(struct agg *a, const struct pending *p, bool server)
 {
     if (a->halves_count == a->halves_cap) {
-        struct agg_half *grown = grow(a->halves, &a->halves_cap, sizeof(*grown));
+        struct agg_half *grown = grow(a, a->halves, &a->halves_cap, sizeof(*grown));
         if (!grown)
             return;
         a->halves = grown;
@@ -360,7 +364,7 @@ static void finish(struct agg *a, struct pending *p)
             int64_t self = p->duration_us - waited;
             struct agg_series *s = series_of(a, p->app_id, bucket_of(a, p->timestamp_us));
             if (s)
-                hist_add(&s->self, (uint64_t)(self > 0 ? self : 0));
+                hist_add(a, &s->self, (uint64_t)(self > 0 ? self : 0));
         }
         if (kids) {
             unlink_pending(a, kids);
@@ -440,7 +444,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
     if (span_failed(s))
         series->errors++;
     if (s->duration_us > 0)
-        hist_add(&series->latency, (uint64_t)s->duration_us);
+        hist_add(a, &series->latency, (uint64_t)s->duration_us);
     else
         a->counters.no_timestamp++;
     /* its caller's client span, if it came first and shares this span's id (Zipkin's shared
@@ -555,6 +559,7 @@ int agg_drain(struct agg *a, struct agg_batch *ret)
     a->edges_count = a->edges_cap = 0;
     a->halves = NULL;
     a->halves_count = a->halves_cap = 0;
+    a->bytes = 0;
     memset(a->series_index, 0, INDEX_SIZE * sizeof(*a->series_index));
     memset(a->edges_index, 0, INDEX_SIZE * sizeof(*a->edges_index));
     return 0;
@@ -579,7 +584,8 @@ void agg_batch_free(struct agg_batch *b)
 bool agg_must_drain(const struct agg *a)
 {
     size_t at = a->config.park_at;
-    return a->series_count >= at || a->edges_count >= at || a->halves_count >= HALVES_MAX;
+    return a->series_count >= at || a->edges_count >= at || a->halves_count >= HALVES_MAX ||
+           a->bytes >= a->config.park_bytes;
 }
 
 size_t agg_pending(const struct agg *a)
@@ -604,6 +610,8 @@ int agg_new(const struct agg_config *config, struct agg **ret_agg)
         a->config.pending_max = 100000;
     if (a->config.park_at == 0 || a->config.park_at > ENTRIES_MAX - SPAN_LIST_MAX)
         a->config.park_at = ENTRIES_MAX - SPAN_LIST_MAX;
+    if (a->config.park_bytes == 0)
+        a->config.park_bytes = AGG_PARK_BYTES;
     a->table_size = 1;
     while (a->table_size < a->config.pending_max)
         a->table_size *= 2;

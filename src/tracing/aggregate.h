@@ -16,7 +16,8 @@
 #include "emp/hist.h"
 #include "span.h"
 
-#define AGG_ID_MAX 37 /* an app id and its NUL */
+#define AGG_ID_MAX     37         /* an app id and its NUL */
+#define AGG_PARK_BYTES (12 << 20) /* what the counts since the last drain may take, about */
 
 /* Maps a span's service name to the id of the app it is ("alice/songs-ms"), writing it into
  * ret_id (AGG_ID_MAX bytes); false when the service is no EMP app. */
@@ -29,6 +30,7 @@ struct agg_config {
     int64_t join_ms;    /* how long a half of a call waits for the other half */
     size_t pending_max; /* halves kept waiting, at most */
     size_t park_at;     /* series or edges at which agg_must_drain says so (and at most that) */
+    size_t park_bytes;  /* or heap bytes they take (AGG_PARK_BYTES when 0) */
     agg_resolve_fn resolve;
     void *resolve_ctx;
 };

@@ -255,13 +255,52 @@ static void test_bounded_pending(void **state)
     agg_free(a);
 }
 
+/* What the counts take from the heap bounds them too, not only how many series there are: 60
+ * series with wide histograms ask for a drain long before 22,768 series would. */
+static void test_drains_by_memory(void **state)
+{
+    struct agg_config config = {.bucket_s = 10,
+                                .lateness_s = 600,
+                                .future_s = 60,
+                                .join_ms = 1000,
+                                .pending_max = 1000,
+                                .park_bytes = 64 * 1024,
+                                .resolve = fixture_resolve};
+    struct agg *a;
+    assert_int_equal(agg_new(&config, &a), 0);
+    uint64_t id = 1;
+    size_t added = 0;
+    bool asked = false;
+    for (int64_t bucket = 0; bucket < 60 && !asked; bucket++) {
+        for (int64_t k = 0; k < 50; k++, id++) {
+            /* 1 ms to 50 ms, 1 ms apart: some 50 histogram buckets in each series */
+            int64_t dur = 1000 * (k + 1);
+            struct span s =
+                fixture_span(id, id, 0, SPAN_SERVER, "alice/a", NULL, NOW - bucket * 10000000, dur);
+            agg_add(a, &s, 1, NOW);
+            added++;
+        }
+        asked = agg_must_drain(a);
+    }
+    assert_true(asked);
+    struct agg_batch b = drain(a);
+    assert_true(b.series_count < 60); /* well before the series' own bound */
+    uint64_t requests = 0;
+    for (size_t i = 0; i < b.series_count; i++)
+        requests += b.series[i].requests;
+    assert_int_equal(requests, added);
+    agg_batch_free(&b);
+    assert_false(agg_must_drain(a)); /* a drain starts the count anew */
+    agg_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_shared_ids), cmocka_unit_test(test_chain_child_spans),
         cmocka_unit_test(test_chain_py_zipkin),  cmocka_unit_test(test_leaf_and_errors),
         cmocka_unit_test(test_halves),           cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_bounded_pending),
+        cmocka_unit_test(test_bounded_pending),  cmocka_unit_test(test_drains_by_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
