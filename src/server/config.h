@@ -23,6 +23,7 @@ struct server_config {
     char *kafka_topic;
     char *kafka_group;
     int64_t kafka_session_timeout_s;
+    int kafka_inbox_mb;
     int64_t trace_lateness_s;
     int64_t trace_join_s;
     char *log_level;

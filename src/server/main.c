@@ -284,6 +284,7 @@ int main(int argc, char **argv)
             .topic = config.kafka_topic,
             .group = config.kafka_group,
             .session_timeout_ms = (int)(config.kafka_session_timeout_s * 1000),
+            .inbox_bytes = (size_t)config.kafka_inbox_mb << 20,
             .collector = collector,
         };
         if (kafka_start(&kafka_config, &kafka, &err) < 0)

@@ -538,11 +538,12 @@ int traces_status(struct traces *t, json_t **ret, struct emp_error *err)
     if (t->kafka) {
         struct kafka_counters kc;
         kafka_counters(t->kafka, &kc);
-        kafka =
-            json_pack("{s:I, s:I, s:I, s:I, s:I}", "consumed_messages", (json_int_t)kc.consumed,
-                      "committed_offsets", (json_int_t)kc.committed_offsets, "produced_messages",
-                      (json_int_t)kc.produced, "produce_failures", (json_int_t)kc.produce_failed,
-                      "assigned_partitions", (json_int_t)kc.assigned_partitions);
+        kafka = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "consumed_messages",
+                          (json_int_t)kc.consumed, "committed_offsets",
+                          (json_int_t)kc.committed_offsets, "produced_messages",
+                          (json_int_t)kc.produced, "produce_failures",
+                          (json_int_t)kc.produce_failed, "assigned_partitions",
+                          (json_int_t)kc.assigned_partitions, "pauses", (json_int_t)kc.pauses);
     }
     *ret = json_pack(
         "{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "

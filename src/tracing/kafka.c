@@ -1,9 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The consumer thread polls, hands each message to the collector, and remembers per partition
- * which offset it had reached when (a mark every 100 ms). Once a second it commits, per partition,
- * the offset of the newest mark that the collector says is in the store. Before partitions are
- * revoked (a rebalance) and at stop, it flushes the collector and commits everything it consumed,
- * so that a clean handover or shutdown counts each message exactly once. */
+/* The consumer thread polls and puts each message in the inbox; worker threads take messages from
+ * it and hand them to the collector, in parallel. Messages leave the inbox in offset order: the
+ * oldest is retired once it and all before it are counted, and retiring remembers per partition
+ * which offset had been reached when (a mark every 100 ms). Once a second the consumer thread
+ * commits, per partition, the offset of the newest mark that the collector says is in the store.
+ * Before partitions are revoked (a rebalance) and at stop, it lets the workers count what the
+ * inbox holds, flushes the collector and commits everything consumed, so that a clean handover or
+ * shutdown counts each message exactly once.
+ *
+ * Flow control is the inbox's, not librdkafka's: the consumer thread keeps librdkafka's prefetch
+ * queue near empty, pauses the partitions while the inbox is full and resumes them when it has
+ * drained. (librdkafka before 2.4 stops fetching for a whole second once its own queue is full,
+ * librdkafka#2879; a consumer catching up would idle most of that second.) Pausing drops what
+ * librdkafka prefetched since the last poll, and it fetches that again from the position after
+ * the last message polled: nothing is lost or read twice. */
 #include "kafka.h"
 
 #include <errno.h>
@@ -26,6 +36,11 @@
 #define COMMIT_EVERY_MS 1000
 #define POLL_MS         100
 #define STOP_FLUSH_MS   5000
+#define WORKERS         2
+#define INBOX_SLOTS     65536u    /* messages (a power of two) */
+#define INBOX_BYTES     (8 << 20) /* by default: --kafka-inbox-mb */
+#define WAIT_MS         20        /* while paused: how long the consumer waits for room at a time */
+#define WAKE_TIMEOUT_MS 1000
 
 /* Offsets before next_offset were all given to the collector by last_ms. */
 struct mark {
@@ -40,16 +55,38 @@ struct partition {
     size_t count;
 };
 
+struct slot {
+    rd_kafka_message_t *message;
+    bool counted;
+};
+
+/* Messages between the consumer thread and the workers: slots [tail, taken) are being counted,
+ * [taken, head) wait for a worker. Under lock. */
+struct inbox {
+    pthread_mutex_t lock; /* also the partitions' marks */
+    pthread_cond_t work;  /* a message to take, or the end */
+    pthread_cond_t room;  /* a message retired */
+    struct slot *slots;   /* INBOX_SLOTS */
+    uint64_t tail, taken, head;
+    size_t bytes;
+    size_t high, low; /* bytes at which the partitions are paused, and resumed */
+    bool closed;      /* the workers count what is left and end */
+};
+
 struct kafka {
     char *topic;
     struct collector *collector;
     rd_kafka_t *consumer, *producer;
     pthread_t thread;
+    pthread_t workers[WORKERS];
+    size_t worker_count;
     atomic_bool stopping;
-    struct partition *partitions; /* PARTITIONS_MAX; the consumer thread's (and rebalances') */
+    struct inbox inbox;
+    bool paused;                  /* the consumer thread's */
+    struct partition *partitions; /* PARTITIONS_MAX; marks under inbox.lock */
     int64_t last_commit_ms;
     int64_t last_error_log_ms;
-    atomic_ullong consumed, committed_offsets, produced, produce_failed, assigned;
+    atomic_ullong consumed, committed_offsets, produced, produce_failed, assigned, pauses;
 };
 
 static void mark(struct kafka *k, int32_t partition, int64_t next_offset)
@@ -79,6 +116,7 @@ static void commit_done(struct kafka *k, bool all)
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
     if (!list)
         return;
+    pthread_mutex_lock(&k->inbox.lock);
     for (int32_t i = 0; i < PARTITIONS_MAX; i++) {
         struct partition *p = &k->partitions[i];
         if (!p->assigned || !p->count)
@@ -96,6 +134,7 @@ static void commit_done(struct kafka *k, bool all)
             p->committed = offset;
         }
     }
+    pthread_mutex_unlock(&k->inbox.lock);
     if (list->cnt > 0) {
         rd_kafka_resp_err_t err = rd_kafka_commit(k->consumer, list, all ? 0 : 1);
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -106,12 +145,155 @@ static void commit_done(struct kafka *k, bool all)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* Retires the oldest messages while they are counted: marks their partitions, frees them. Under
+ * inbox.lock. */
+static void retire(struct kafka *k)
+{
+    struct inbox *in = &k->inbox;
+    uint64_t tail = in->tail;
+    while (tail < in->taken && in->slots[tail % INBOX_SLOTS].counted) {
+        struct slot *s = &in->slots[tail % INBOX_SLOTS];
+        mark(k, s->message->partition, s->message->offset + 1);
+        in->bytes -= s->message->len;
+        rd_kafka_message_destroy(s->message);
+        *s = (struct slot){0};
+        tail++;
+    }
+    if (tail != in->tail) {
+        atomic_fetch_add(&k->consumed, tail - in->tail);
+        in->tail = tail;
+        pthread_cond_broadcast(&in->room);
+    }
+}
+
+static void *work_main(void *arg)
+{
+    struct kafka *k = arg;
+    struct inbox *in = &k->inbox;
+    pthread_mutex_lock(&in->lock);
+    for (;;) {
+        while (in->taken == in->head && !in->closed)
+            pthread_cond_wait(&in->work, &in->lock);
+        if (in->taken == in->head)
+            break; /* closed, and all taken */
+        /* the slot stays this worker's until it is counted: the tail cannot pass it before */
+        struct slot *s = &in->slots[in->taken++ % INBOX_SLOTS];
+        pthread_mutex_unlock(&in->lock);
+        collector_add(k->collector, s->message->payload, s->message->len, NULL);
+        pthread_mutex_lock(&in->lock);
+        s->counted = true;
+        retire(k);
+    }
+    pthread_mutex_unlock(&in->lock);
+    return NULL;
+}
+
+/* Puts a message in the inbox, waiting while every slot is taken. */
+static void push(struct kafka *k, rd_kafka_message_t *m)
+{
+    struct inbox *in = &k->inbox;
+    pthread_mutex_lock(&in->lock);
+    while (in->head - in->tail == INBOX_SLOTS)
+        pthread_cond_wait(&in->room, &in->lock);
+    in->slots[in->head++ % INBOX_SLOTS] = (struct slot){m, false};
+    in->bytes += m->len;
+    pthread_mutex_unlock(&in->lock);
+    pthread_cond_signal(&in->work);
+}
+
+static bool inbox_full(const struct inbox *in)
+{
+    return in->bytes >= in->high || in->head - in->tail >= INBOX_SLOTS / 2;
+}
+
+static bool inbox_low(const struct inbox *in)
+{
+    return in->bytes <= in->low && in->head - in->tail <= INBOX_SLOTS / 4;
+}
+
+/* Makes the broker threads that fetch parts look at them again. librdkafka notes a resume only
+ * when such a thread next wakes up, which an idle one does once a second (before 2.4 also when its
+ * prefetch queue was full); a request to the broker wakes it at once. This asks each leader of
+ * parts for their end offsets, one ListOffsets request per broker, and waits for the answers. */
+static void wake_fetchers(struct kafka *k, const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_topic_partition_list_t *ask = rd_kafka_topic_partition_list_copy(parts);
+    if (!ask)
+        return;
+    for (int i = 0; i < ask->cnt; i++)
+        ask->elems[i].offset = RD_KAFKA_OFFSET_END; /* a timestamp of -1: the end */
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(k->consumer, ask, WAKE_TIMEOUT_MS);
+    if (err)
+        log_debug("kafka fetchers were not woken", "error=\"%s\"", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(ask);
+}
+
+/* Pauses or resumes parts (NULL: every assigned partition). */
+static void pause_resume(struct kafka *k, rd_kafka_topic_partition_list_t *parts, bool pause)
+{
+    rd_kafka_topic_partition_list_t *all = NULL;
+    if (!parts) {
+        if (rd_kafka_assignment(k->consumer, &all) != RD_KAFKA_RESP_ERR_NO_ERROR || !all)
+            return;
+        parts = all;
+    }
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(k->consumer, parts)
+                                    : rd_kafka_resume_partitions(k->consumer, parts);
+    if (err)
+        log_warn(pause ? "kafka partitions were not paused" : "kafka partitions were not resumed",
+                 "error=\"%s\"", rd_kafka_err2str(err));
+    else if (!pause)
+        wake_fetchers(k, parts);
+    if (all) {
+        rd_kafka_topic_partition_list_destroy(all);
+        if (!err)
+            k->paused = pause;
+        if (!err && pause)
+            atomic_fetch_add(&k->pauses, 1);
+    }
+}
+
+/* Pauses the partitions when the inbox is full. While they are paused, waits (WAIT_MS at most)
+ * for the inbox to drain, and resumes them once it has. */
+static void flow(struct kafka *k)
+{
+    struct inbox *in = &k->inbox;
+    pthread_mutex_lock(&in->lock);
+    if (k->paused) {
+        struct timespec until = time_deadline(WAIT_MS);
+        while (!inbox_low(in))
+            if (pthread_cond_timedwait(&in->room, &in->lock, &until) != 0)
+                break;
+    }
+    bool full = inbox_full(in), low = inbox_low(in);
+    pthread_mutex_unlock(&in->lock);
+    if (!k->paused && full)
+        pause_resume(k, NULL, true);
+    else if (k->paused && low)
+        pause_resume(k, NULL, false);
+}
+
+/* Waits (STOP_FLUSH_MS at most) until the workers have counted all that the inbox holds. */
+static bool drain(struct kafka *k)
+{
+    struct inbox *in = &k->inbox;
+    struct timespec until = time_deadline(STOP_FLUSH_MS);
+    pthread_mutex_lock(&in->lock);
+    while (in->tail != in->head)
+        if (pthread_cond_timedwait(&in->room, &in->lock, &until) != 0)
+            break;
+    bool empty = in->tail == in->head;
+    pthread_mutex_unlock(&in->lock);
+    return empty;
+}
+
 static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct kafka *k = opaque;
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        pthread_mutex_lock(&k->inbox.lock);
         for (int i = 0; i < parts->cnt; i++) {
             int32_t id = parts->elems[i].partition;
             if (id >= 0 && id < PARTITIONS_MAX) {
@@ -124,26 +306,33 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          "partition=%d max=%d", id, PARTITIONS_MAX - 1);
             }
         }
+        pthread_mutex_unlock(&k->inbox.lock);
         log_info("kafka partitions assigned", "topic=%s count=%d", k->topic, parts->cnt);
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
             rd_kafka_assign(rk, parts);
+        if (k->paused) /* the new ones too, until the inbox has room */
+            pause_resume(k, parts, true);
     } else {
         /* revoked (or the group failed): what was consumed is counted and committed first, so
          * that the next owner starts after it */
         struct emp_error e = {0};
-        if (collector_flush_all(k->collector, &e) == 0)
+        if (k->paused) /* a partition given back comes back unpaused */
+            pause_resume(k, parts, false);
+        if (drain(k) && collector_flush_all(k->collector, &e) == 0)
             commit_done(k, true);
         else
             log_warn("kafka partitions handed on before their counts reached the store: they "
                      "will be counted again",
                      NULL);
+        pthread_mutex_lock(&k->inbox.lock);
         for (int i = 0; i < parts->cnt; i++) {
             int32_t id = parts->elems[i].partition;
             if (id >= 0 && id < PARTITIONS_MAX)
                 k->partitions[id].assigned = false;
         }
+        pthread_mutex_unlock(&k->inbox.lock);
         log_info("kafka partitions revoked", "topic=%s count=%d", k->topic, parts->cnt);
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
@@ -151,8 +340,10 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, NULL);
     }
     unsigned long long assigned = 0;
+    pthread_mutex_lock(&k->inbox.lock);
     for (int32_t i = 0; i < PARTITIONS_MAX; i++)
         assigned += k->partitions[i].assigned ? 1 : 0;
+    pthread_mutex_unlock(&k->inbox.lock);
     atomic_store(&k->assigned, assigned);
 }
 
@@ -192,15 +383,13 @@ static void *consume_main(void *arg)
 {
     struct kafka *k = arg;
     while (!atomic_load(&k->stopping)) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->consumer, POLL_MS);
-        if (m) {
-            if (!m->err) {
-                collector_add(k->collector, m->payload, m->len, NULL);
-                mark(k, m->partition, m->offset + 1);
-                atomic_fetch_add(&k->consumed, 1);
-            } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        flow(k);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->consumer, k->paused ? 0 : POLL_MS);
+        if (m && !m->err) {
+            push(k, m); /* the inbox's now */
+        } else if (m) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 on_error(k->consumer, m->err, rd_kafka_message_errstr(m), k);
-            }
             rd_kafka_message_destroy(m);
         }
         rd_kafka_poll(k->producer, 0);
@@ -211,6 +400,27 @@ static void *consume_main(void *arg)
         }
     }
     return NULL;
+}
+
+/* Lets the workers count what the inbox holds, and waits until they have ended. */
+static void close_inbox(struct kafka *k)
+{
+    pthread_mutex_lock(&k->inbox.lock);
+    k->inbox.closed = true;
+    pthread_mutex_unlock(&k->inbox.lock);
+    pthread_cond_broadcast(&k->inbox.work);
+    for (size_t i = 0; i < k->worker_count; i++)
+        pthread_join(k->workers[i], NULL);
+    k->worker_count = 0;
+}
+
+/* After close_inbox: the workers left nothing in it. */
+static void free_inbox(struct kafka *k)
+{
+    free(k->inbox.slots);
+    pthread_cond_destroy(&k->inbox.room);
+    pthread_cond_destroy(&k->inbox.work);
+    pthread_mutex_destroy(&k->inbox.lock);
 }
 
 static int set(rd_kafka_conf_t *conf, const char *name, const char *value, struct emp_error *err)
@@ -247,9 +457,15 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
     k->topic = strdup(config->topic);
     k->collector = config->collector;
     k->partitions = calloc(PARTITIONS_MAX, sizeof(*k->partitions));
+    k->inbox.slots = calloc(INBOX_SLOTS, sizeof(*k->inbox.slots));
+    k->inbox.high = config->inbox_bytes ? config->inbox_bytes : INBOX_BYTES;
+    k->inbox.low = k->inbox.high / 4;
+    pthread_mutex_init(&k->inbox.lock, NULL);
+    pthread_cond_init(&k->inbox.work, NULL);
+    pthread_cond_init(&k->inbox.room, NULL);
     char why[512];
     int r = -ENOMEM;
-    if (!k->topic || !k->partitions)
+    if (!k->topic || !k->partitions || !k->inbox.slots)
         goto fail;
     r = -EINVAL;
     rd_kafka_conf_t *conf = base_conf(k, config, err);
@@ -266,11 +482,11 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
         set(conf, "auto.offset.reset", "earliest", err) < 0 ||
         set(conf, "session.timeout.ms", session, err) < 0 ||
         set(conf, "heartbeat.interval.ms", heartbeat, err) < 0 ||
-        /* Prefetched messages, at most. Once this is full, librdkafka before 2.4 stops fetching
-         * for a whole second (librdkafka#2879), so a consumer catching up idles unless the queue
-         * holds about a second of its work: with 16 MiB it idled 80 % of the time, 32 MiB keep
-         * it busy at the pace the store takes counts (bench/tracing.sh) within the memory bound. */
-        set(conf, "queued.max.messages.kbytes", "32768", err) < 0 ||
+        /* prefetched messages, at most. The consumer thread keeps this queue near empty (the
+         * inbox bounds what waits), so it holds about one fetch answer; it must hold the largest
+         * (receive.message.max.bytes), for once full it makes librdkafka before 2.4 stop
+         * fetching for a second (librdkafka#2879) */
+        set(conf, "queued.max.messages.kbytes", "24576", err) < 0 ||
         set(conf, "fetch.max.bytes", "4194304", err) < 0 ||
         set(conf, "receive.message.max.bytes", "16777216", err) < 0) {
         rd_kafka_conf_destroy(conf);
@@ -313,7 +529,12 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
         goto fail;
     }
     k->last_commit_ms = time_mono_ms();
-    int t = pthread_create(&k->thread, NULL, consume_main, k);
+    int t = 0;
+    while (k->worker_count < WORKERS && t == 0)
+        if ((t = pthread_create(&k->workers[k->worker_count], NULL, work_main, k)) == 0)
+            k->worker_count++;
+    if (t == 0)
+        t = pthread_create(&k->thread, NULL, consume_main, k);
     if (t) {
         r = emp_error_set(err, -t, EMP_ERR_INTERNAL, NULL,
                           "the Kafka consumer could not start a thread: %s", strerror(t));
@@ -322,12 +543,14 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
     *ret = k;
     return 0;
 fail:
+    close_inbox(k);
     if (k->consumer) {
         rd_kafka_consumer_close(k->consumer);
         rd_kafka_destroy(k->consumer);
     }
     if (k->producer)
         rd_kafka_destroy(k->producer);
+    free_inbox(k);
     free(k->partitions);
     free(k->topic);
     free(k);
@@ -340,6 +563,7 @@ void kafka_stop(struct kafka *k)
         return;
     atomic_store(&k->stopping, true);
     pthread_join(k->thread, NULL);
+    close_inbox(k); /* the workers count what it holds */
     /* spans of HTTP requests still in the producer: delivered, or counted here */
     rd_kafka_flush(k->producer, STOP_FLUSH_MS);
     struct emp_error err = {0};
@@ -348,6 +572,7 @@ void kafka_stop(struct kafka *k)
     rd_kafka_consumer_close(k->consumer); /* leaves the group: the others take over at once */
     rd_kafka_destroy(k->consumer);
     rd_kafka_destroy(k->producer);
+    free_inbox(k);
     free(k->partitions);
     free(k->topic);
     free(k);
@@ -372,4 +597,5 @@ void kafka_counters(struct kafka *k, struct kafka_counters *ret)
     ret->produced = atomic_load(&k->produced);
     ret->produce_failed = atomic_load(&k->produce_failed);
     ret->assigned_partitions = atomic_load(&k->assigned);
+    ret->pauses = atomic_load(&k->pauses);
 }

@@ -18,6 +18,7 @@ struct kafka_config {
     const char *topic;   /* "zipkin" */
     const char *group;   /* "emp-tracing" */
     int session_timeout_ms;
+    size_t inbox_bytes; /* consumed messages waiting to be counted, at most (about) */
     struct collector *collector;
 };
 
@@ -39,6 +40,7 @@ int kafka_produce(struct kafka *kafka, const char *buf, size_t len);
 /* What the consumer did, for the server's view of ingestion. */
 struct kafka_counters {
     unsigned long long consumed, committed_offsets, produced, produce_failed, assigned_partitions;
+    unsigned long long pauses; /* times the partitions were paused because the inbox was full */
 };
 void kafka_counters(struct kafka *kafka, struct kafka_counters *ret);
 

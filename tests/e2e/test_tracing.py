@@ -93,7 +93,7 @@ class TracingStack:
     """emp-kafka-mock, redis-server and emp-servers in one consumer group, each behind its own
     SpecProxy."""
 
-    def __init__(self, add_cleanup, servers=2, scheduler=True):
+    def __init__(self, add_cleanup, servers=2, scheduler=True, args=()):
         self.add_cleanup = add_cleanup
         self.tmp = h.make_tmpdir(add_cleanup)
         self.kafka = th.KafkaMock(topics={TOPIC: PARTITIONS}).start()
@@ -102,7 +102,7 @@ class TracingStack:
         add_cleanup(self.redis.stop)
         self.scheduler_token = None
         common = ["--kafka-brokers", self.kafka.bootstrap, "--kafka-session-timeout",
-                  SESSION_TIMEOUT, "--resync", "1d"]
+                  SESSION_TIMEOUT, "--resync", "1d"] + list(args)
         if scheduler:
             self.scheduler_token = "sched-" + os.urandom(16).hex()
             path = os.path.join(self.tmp, "scheduler-token")
@@ -782,6 +782,54 @@ class RestartTest(h.E2ETestCase):
               f"counted {counted}", file=sys.stderr)
         self.assertGreaterEqual(counted, sent)
         self.assertLessEqual(counted, sent + beyond)
+
+
+class BacklogTest(h.E2ETestCase):
+    """A backlog several times what emp-server lets wait to be counted (--kafka-inbox-mb 1): it
+    pauses its partitions, resumes them as the backlog drains, and counts every span once."""
+
+    MESSAGES = 32
+    SPANS_PER_MESSAGE = 1000  # ~7 MB in all; one fetch brings more than the inbox takes
+
+    def setUp(self):
+        super().setUp()
+        self.stack = TracingStack(self.addCleanup, servers=1, args=["--kafka-inbox-mb", "1"])
+        self.alice, _, self.token = self.stack.user("alice")
+        self.app = self.stack.deploy(self.token, "big")
+        self.stack.wait_for_partitions(self.stack.scheduler_token)
+
+    def test_a_backlog_beyond_the_inbox_pauses_resumes_and_counts_each_span_once(self):
+        stack, server = self.stack, self.stack.servers[0]
+        service = f"{self.alice}/big"
+        rng = random.Random(7)
+        ts = spans.now_us() - 60_000_000
+        messages = []
+        for i in range(self.MESSAGES):
+            trace = "%032x" % rng.getrandbits(128)
+            messages.append([{"traceId": trace, "id": "%016x" % (j + 1), "kind": "SERVER",
+                              "name": "get /big", "timestamp": ts + i * 1000 + j, "duration": 1500,
+                              "localEndpoint": {"serviceName": service},
+                              "tags": {"http.path": "/big"}}
+                             for j in range(self.SPANS_PER_MESSAGE)])
+        size = sum(len(json.dumps(m, separators=(",", ":"))) for m in messages)
+        self.assertGreater(size, 6 << 20, "the backlog is several times the 1 MiB that may wait")
+        # the backlog waits on the topic while emp-server is stopped, so that it finds all of it
+        server.signal(signal.SIGTERM)
+        self.assertEqual(server.wait(30), 0, server.crash_report())
+        kcat_produce(stack.kafka.bootstrap, messages)
+        server.start()
+        stack.proxies[0].retarget(server.port)
+        want = self.MESSAGES * self.SPANS_PER_MESSAGE
+
+        def requests():
+            return metrics(stack.api, self.token, self.app["id"])["requests"]
+        h.wait_until(lambda: requests() == want, 90, 0.25,
+                     what=lambda: f"{want} requests counted (now {requests()})")
+        kafka = stack.status(0, self.token)["kafka"]
+        self.assertEqual(kafka["consumed_messages"], self.MESSAGES, kafka)
+        self.assertGreaterEqual(kafka["pauses"], 2, f"the consumer did not pause and resume: {kafka}")
+        time.sleep(2)  # and nothing comes twice later (a resume fetches from after the last)
+        self.assertEqual(requests(), want)
 
 
 if __name__ == "__main__":
