@@ -589,6 +589,36 @@ static const struct store_trace_peer *peer(const struct store_trace_peer *p, siz
     return NULL;
 }
 
+/* The coarse window of a minute holds exactly what its fine windows hold: requests, errors, every
+ * histogram bucket, every edge. */
+static void assert_same_hist(const struct hist_entry *a, size_t a_len, const struct hist_entry *b,
+                             size_t b_len)
+{
+    assert_int_equal(a_len, b_len);
+    for (size_t i = 0; i < a_len; i++) {
+        assert_int_equal(a[i].bucket, b[i].bucket);
+        assert_int_equal(a[i].count, b[i].count);
+    }
+}
+
+static void assert_same_window(const struct store_trace_window *fine,
+                               const struct store_trace_window *coarse)
+{
+    assert_int_equal(coarse->requests, fine->requests);
+    assert_int_equal(coarse->errors, fine->errors);
+    assert_same_hist(coarse->latency, coarse->latency_len, fine->latency, fine->latency_len);
+    assert_same_hist(coarse->self, coarse->self_len, fine->self, fine->self_len);
+    assert_int_equal(coarse->outgoing_len, fine->outgoing_len);
+    for (size_t i = 0; i < fine->outgoing_len; i++) {
+        const struct store_trace_peer *f = &fine->outgoing[i];
+        const struct store_trace_peer *c = peer(coarse->outgoing, coarse->outgoing_len, f->service);
+        assert_non_null(c);
+        assert_int_equal(c->calls, f->calls);
+        assert_int_equal(c->errors, f->errors);
+        assert_same_hist(c->latency, c->latency_len, f->latency, f->latency_len);
+    }
+}
+
 /* Two consumers count spans of one app into the same buckets: the store adds them up, in fine and
  * coarse buckets alike, and the percentiles come from the merged histogram. */
 static void test_trace_counts_add_up(void **state)
@@ -603,7 +633,14 @@ static void test_trace_counts_add_up(void **state)
                                      (base * 1000000) + (int64_t)i * 100000, (i + 1) * 1000);
         if (i % 10 == 0)
             s.http_status = 500;
-        agg_add(i % 2 ? one : two, &s, 1, now_s * 1000000);
+        /* and a call of each to alice/db, whose server span is its child: an edge */
+        int64_t took = (i % 50 + 1) * 100;
+        struct span call = fixture_span(1000 + (uint64_t)i, 2, 1, SPAN_CLIENT, "alice/web",
+                                        "alice/db", s.timestamp_us + 100, took);
+        struct span served = fixture_span(1000 + (uint64_t)i, 3, 2, SPAN_SERVER, "alice/db", NULL,
+                                          s.timestamp_us + 150, took - 50);
+        struct span all[] = {s, call, served};
+        agg_add(i % 2 ? one : two, all, 3, now_s * 1000000);
     }
     trace_flush(c->store, one, now_s * 1000, 1000);
     trace_flush(c->store, two, now_s * 1000, 1000);
@@ -618,11 +655,18 @@ static void test_trace_counts_add_up(void **state)
     double p95 = hist_quantile(w.latency, w.latency_len, 0.95);
     assert_true(p95 >= 570000 * (1 - HIST_RELATIVE_ERROR) &&
                 p95 <= 570000 * (1 + HIST_RELATIVE_ERROR));
-    store_trace_window_free(&w);
-    /* the same minute from the coarse buckets; 10 s of it from the fine ones */
-    assert_int_equal(store_trace_window_get(c->store, "id-web", base + 60, 60, 60, &w, &err), 0);
-    assert_int_equal(w.requests, 600);
-    assert_int_equal(w.resolution_s, 60);
+    const struct store_trace_peer *db = peer(w.outgoing, w.outgoing_len, "alice/db");
+    assert_non_null(db);
+    assert_int_equal(db->calls, 600);
+    /* the same minute from the coarse buckets, to the last histogram bucket; 10 s of it from the
+     * fine ones */
+    struct store_trace_window coarse;
+    assert_int_equal(store_trace_window_get(c->store, "id-web", base + 60, 60, 60, &coarse, &err),
+                     0);
+    assert_int_equal(coarse.requests, 600);
+    assert_int_equal(coarse.resolution_s, 60);
+    assert_same_window(&w, &coarse);
+    store_trace_window_free(&coarse);
     store_trace_window_free(&w);
     assert_int_equal(store_trace_window_get(c->store, "id-web", base + 10, 10, 10, &w, &err), 0);
     assert_int_equal(w.requests, 100);
