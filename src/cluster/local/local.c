@@ -1033,7 +1033,13 @@ static int local_status(void *state, const struct cluster_app *app, struct clust
     if (troubled && troubled->failures > 0) {
         /* it failed before: how it failed says more than what the new attempt sees so far */
         int64_t in_ms = troubled->next_ms - time_mono_ms();
-        const char *failure = troubled->last_failure[0] ? troubled->last_failure : a->last_exit;
+        /* a replica that just failed is still being stopped: its problem is the failure */
+        char stopping[sizeof(troubled->last_problem) + 24];
+        snprintf(stopping, sizeof(stopping), "replica %d %s", troubled->ordinal,
+                 troubled->last_problem);
+        const char *failure = troubled->last_failure[0]   ? troubled->last_failure
+                              : troubled->last_problem[0] ? stopping
+                                                          : a->last_exit;
         if (troubled->state == R_WAITING)
             snprintf(st->reason, sizeof(st->reason), "%s; %d restarts, next try in %.1f s", failure,
                      a->restarts, in_ms > 0 ? (double)in_ms / 1000.0 : 0.0);
