@@ -48,14 +48,6 @@ start_emp() {
   start_emp_server "$1" "${args[@]}"
 }
 
-api() { # DIR METHOD PATH [BODY]: prints the answer's body, fails on a non-2xx status
-  local dir=$1 method=$2 path=$3
-  local args=(-sS --fail-with-body -X "$method" -H 'Content-Type: application/json')
-  [[ -s $dir/token ]] && args+=(-H "Authorization: Bearer $(cat "$dir/token")")
-  [[ $# -ge 4 ]] && args+=(--data-binary "$4")
-  curl "${args[@]}" "$(cat "$dir/url")$path"
-}
-
 # The measured user, alice, and her 10 apps, made through the API as a developer makes them.
 make_alice() { # DIR
   local dir=$1 i spec answer

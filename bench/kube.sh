@@ -63,16 +63,10 @@ stats() { fake GET /_fake/stats; } # the fake's request counts
 # ---- emp-server and the apps ----
 
 D=$WORK/emp
-api() { # METHOD PATH [BODY]: prints the answer's body, fails on a non-2xx status
-  local args=(-sS --fail-with-body -X "$1" -H 'Content-Type: application/json')
-  [[ -s $D/token ]] && args+=(-H "Authorization: Bearer $(cat "$D/token")")
-  [[ $# -ge 3 ]] && args+=(--data-binary "$3")
-  curl "${args[@]}" "$(cat "$D/url")$2"
-}
 user_token() { # USER: creates the account (unless it exists), logs in, prints the token
   curl -sS -o /dev/null -X POST -H 'Content-Type: application/json' \
     --data-binary "{\"username\":\"$1\",\"password\":\"$PASSWORD\"}" "$(cat "$D/url")/v1/users"
-  json_str token "$(api POST /v1/sessions "{\"username\":\"$1\",\"password\":\"$PASSWORD\"}")"
+  json_str token "$(api "$D" POST /v1/sessions "{\"username\":\"$1\",\"password\":\"$PASSWORD\"}")"
 }
 deploy_many() { # FROM TO: POSTs apps FROM..TO-1 (PER_USER to a user) over one kept-alive connection
   local from=$1 to=$2 i user=-1 token='' spec
@@ -135,6 +129,19 @@ steady_window() {
   awk 'NR % 2 { id = $0; next } !seen[id, $0]++ { n[id]++ }
        END { for (id in n) print n[id] - 1 }' "$WORK/steady-$name.due" | sort -n >"$WORK/steady-$name.passes"
 }
+# NAME: steady_window NAME, then says what it saw; sets STEADY_NAMED (calls about one app),
+# STEADY_PASSES (median reconcile passes per app) and STEADY_RSS (emp-server's MiB)
+steady_measure() {
+  local name=$1
+  steady_window "$name"
+  STEADY_NAMED=$(per_app_calls "$WORK/steady-$name.stats")
+  # shellcheck disable=SC2046 # one count per line, each an argument
+  STEADY_PASSES=$(median 0 $(cat "$WORK/steady-$name.passes"))
+  say "   passes per app: median $STEADY_PASSES, least $(head -n 1 "$WORK/steady-$name.passes") ($(wc -l <"$WORK/steady-$name.passes") apps)"
+  say "   the fake's requests meanwhile: $(verbs "$WORK/steady-$name.stats")"
+  STEADY_RSS=$(rss_mib "$EMP_PID")
+  say "   emp-server RSS $STEADY_RSS MiB"
+}
 per_app_calls() { # STATS_FILE: requests that name one object (get, create, update, patch, delete)
   pyjson 'sum(n for v, n in d["by_verb"].items() if v in ("get", "create", "update", "patch", "delete"))' <"$1"
 }
@@ -195,14 +202,8 @@ record "Kubernetes API calls per deployed app" "$CALLS_PER_APP" "≤ $TARGET_CAL
   "$(verdict "$CALLS_PER_APP <= $TARGET_CALLS_PER_APP")"
 
 step "steady state with $FIRST apps: $PASSES reconcile passes of each (--resync ${RESYNC}s)"
-steady_window small
-SMALL_NAMED=$(per_app_calls "$WORK/steady-small.stats")
-# shellcheck disable=SC2046 # one count per line, each an argument
-SMALL_PASSES=$(median 0 $(cat "$WORK/steady-small.passes"))
-say "   passes per app: median $SMALL_PASSES, least $(head -n 1 "$WORK/steady-small.passes") ($(wc -l <"$WORK/steady-small.passes") apps)"
-say "   the fake's requests meanwhile: $(verbs "$WORK/steady-small.stats")"
-SMALL_RSS=$(rss_mib "$EMP_PID")
-say "   emp-server RSS $SMALL_RSS MiB"
+steady_measure small
+SMALL_NAMED=$STEADY_NAMED SMALL_PASSES=$STEADY_PASSES SMALL_RSS=$STEADY_RSS
 
 # ---- 2. 10,000 apps ----
 
@@ -216,14 +217,8 @@ say "   all $TOTAL running after $(calc "($NOW_US - $T1) / 1000000" 1) s"
 
 step "steady state with $TOTAL apps: $PASSES reconcile passes of each"
 sleep 2 # the last deploys' pods settle
-steady_window large
-LARGE_NAMED=$(per_app_calls "$WORK/steady-large.stats")
-# shellcheck disable=SC2046 # one count per line, each an argument
-LARGE_PASSES=$(median 0 $(cat "$WORK/steady-large.passes"))
-say "   passes per app: median $LARGE_PASSES, least $(head -n 1 "$WORK/steady-large.passes") ($(wc -l <"$WORK/steady-large.passes") apps)"
-say "   the fake's requests meanwhile: $(verbs "$WORK/steady-large.stats")"
-LARGE_RSS=$(rss_mib "$EMP_PID")
-say "   emp-server RSS $LARGE_RSS MiB"
+steady_measure large
+LARGE_NAMED=$STEADY_NAMED LARGE_PASSES=$STEADY_PASSES LARGE_RSS=$STEADY_RSS
 record "steady state, $FIRST apps: calls about one app" "$SMALL_NAMED" "$TARGET_STEADY_PER_APP" \
   "$(verdict "$SMALL_NAMED <= $TARGET_STEADY_PER_APP")"
 record "steady state, $TOTAL apps: calls about one app" "$LARGE_NAMED" "$TARGET_STEADY_PER_APP" \

@@ -186,6 +186,14 @@ start_emp_server() { # DIR ARGS...: a ready emp-server ARGS on the Redis of DIR;
   printf '%s\n' "$pid" >"$dir/pid"
   printf 'http://127.0.0.1:%s\n' "$port" >"$dir/url"
 }
+api() { # DIR METHOD PATH [BODY]: the API of the emp-server of DIR (DIR/url, DIR/token if any);
+  # prints the answer's body, fails on a non-2xx status
+  local dir=$1 method=$2 path=$3
+  local args=(-sS --fail-with-body -X "$method" -H 'Content-Type: application/json')
+  [[ -s $dir/token ]] && args+=(-H "Authorization: Bearer $(cat "$dir/token")")
+  [[ $# -ge 4 ]] && args+=(--data-binary "$4")
+  curl "${args[@]}" "$(cat "$dir/url")$path"
+}
 json_int() { # NAME TEXT: the first integer value of NAME in TEXT, or empty
   if [[ $2 =~ \"$1\":([0-9]+) ]]; then printf '%s\n' "${BASH_REMATCH[1]}"; fi
 }

@@ -57,14 +57,6 @@ proc_ticks() {
   printf '%s\n' $((fields[11] + fields[12]))
 }
 
-api() { # DIR METHOD PATH [BODY]: prints the answer's body, fails on a non-2xx status
-  local dir=$1 method=$2 path=$3
-  local args=(-sS --fail-with-body -X "$method" -H 'Content-Type: application/json')
-  [[ -s $dir/token ]] && args+=(-H "Authorization: Bearer $(cat "$dir/token")")
-  [[ $# -ge 4 ]] && args+=(--data-binary "$4")
-  curl "${args[@]}" "$(cat "$dir/url")$path"
-}
-
 # DIR: the 1,000 services' apps in the Redis of DIR: alice through the API (for her password
 # hash), then users bench-0 ... bench-99 with 10 apps each through emp-bench-populate; logs in
 # as bench-0 (DIR/token) and writes the id of bench-0/app-0 to DIR/app-id. The apps run nowhere

@@ -98,13 +98,7 @@ class RbacCoversTheBackend(h.E2ETestCase):
                 cls.fake.token_file, "--kube-ca", cls.fake.ready["ca"], "--apps-kafka-address",
                 "kafka.emp-system.svc.cluster.local:9092", "--resync", "2s"]
         cls.stack = h.start_stack(cls.addClassCleanup, args, env=NO_PROXY)
-        cls.cli = h.Cli(h.make_tmpdir(cls.addClassCleanup), cls.stack.proxy.url)
-        cls.username, password = h.unique_name("rbac"), h.new_password()
-        cls.stack.api.create_user(cls.username, password)
-        result = cls.cli.run("login", "--username", cls.username, "--password-stdin",
-                             input=password + "\n")
-        if result.code != 0:
-            raise AssertionError(f"login: {result}")
+        cls.cli, cls.username, _ = h.logged_in_cli(cls.stack, cls.addClassCleanup, "rbac")
 
     def emp(self, *args):
         result = self.cli.run(*args, timeout=90)
@@ -129,7 +123,6 @@ class RbacCoversTheBackend(h.E2ETestCase):
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                                 "namespace": account["metadata"]["namespace"]}])
 
-        ns = "emp-" + self.username
         self.deploy("web")
         self.emp("scale", "web", "3")
         self.emp("stop", "web")

@@ -1068,6 +1068,51 @@ class Cli:
         return CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
+def logged_in_cli(stack, add_cleanup, prefix="dev"):
+    """A new account on stack and a Cli logged in as it: (cli, username, token)."""
+    cli = Cli(make_tmpdir(add_cleanup), stack.proxy.url)
+    username, password = unique_name(prefix), new_password()
+    stack.api.create_user(username, password)
+    result = cli.run("login", "--username", username, "--password-stdin", input=password + "\n")
+    if result.code != 0:
+        raise AssertionError(f"login: {result}")
+    return cli, username, cli.credentials()["servers"][cli.server_url]["token"]
+
+
+class CliApps:
+    """What tests that deploy through the CLI share; the class sets cli, api and token."""
+
+    def emp(self, *args, code=0, **kw):
+        result = self.cli.run(*args, **kw)
+        self.assertEqual(result.code, code, result)
+        return result
+
+    def write_spec(self, doc):
+        path = os.path.join(self.cli.home, f"{doc['name']}-{time.monotonic_ns()}.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        return path
+
+    def info(self, ref):
+        return json.loads(self.emp("info", ref, "-o", "json").out)
+
+    def wait_app(self, ref, predicate, what, timeout=WAIT_S):
+        return self.api.wait_app(self.token, ref, predicate, what, timeout)
+
+    def wait_ready(self, ref, count, timeout=WAIT_S, address=False):
+        """running and settled with count ready replicas (and an address, when asked)."""
+        return self.wait_app(ref, lambda a: a["state"] == "running" and settled(a)
+                             and a["replicas"]["ready"] == count == a["replicas"]["desired"]
+                             and (a["address"] or not address),
+                             f"{count} ready replicas" + (" and an address" if address else ""),
+                             timeout)
+
+    def wait_gone(self, app_id):
+        wait_until(lambda: self.api.request("GET", f"/v1/apps/{app_id}",
+                                            token=self.token).status == 404,
+                   what=f"app {app_id} to be removed")
+
+
 # ---- the test case base ----
 
 

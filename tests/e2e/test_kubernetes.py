@@ -65,7 +65,7 @@ def p99(samples):
     return ordered[max(0, -(-len(ordered) * 99 // 100) - 1)]
 
 
-class KubeTestCase(h.E2ETestCase):
+class KubeTestCase(h.CliApps, h.E2ETestCase):
     """A stack (redis-server, emp-server --cluster kubernetes on FAKE, the spec proxy) and a CLI
     logged in as a developer of its own, per class. Each test ends with the fake's violations
     checked (every body EMP sent was valid) and its faults lifted."""
@@ -81,14 +81,7 @@ class KubeTestCase(h.E2ETestCase):
         super().setUpClass()
         cls.stack = h.start_stack(cls.addClassCleanup, cls.server_args(), env=NO_PROXY)
         cls.api, cls.redis = cls.stack.api, cls.stack.redis.client()
-        cls.cli = h.Cli(h.make_tmpdir(cls.addClassCleanup), cls.stack.proxy.url)
-        cls.username, password = h.unique_name("dev"), h.new_password()
-        cls.stack.api.create_user(cls.username, password)
-        result = cls.cli.run("login", "--username", cls.username, "--password-stdin",
-                             input=password + "\n")
-        if result.code != 0:
-            raise AssertionError(f"login: {result}")
-        cls.token = cls.cli.credentials()["servers"][cls.cli.server_url]["token"]
+        cls.cli, cls.username, cls.token = h.logged_in_cli(cls.stack, cls.addClassCleanup)
         cls.ns = "emp-" + cls.username
 
     def setUp(self):
@@ -103,17 +96,6 @@ class KubeTestCase(h.E2ETestCase):
         self.assertEqual(found, [], "the Kubernetes API (kube_fake) refused requests of EMP")
 
     # ---- the CLI and the API ----
-
-    def emp(self, *args, code=0, **kw):
-        result = self.cli.run(*args, **kw)
-        self.assertEqual(result.code, code, result)
-        return result
-
-    def write_spec(self, doc):
-        path = os.path.join(self.cli.home, f"{doc['name']}-{time.monotonic_ns()}.json")
-        with open(path, "w") as f:
-            json.dump(doc, f)
-        return path
 
     def deploy(self, doc, wait=True):
         """emp deploy (--wait: until running); the app as the API shows it. It is removed (and
@@ -133,27 +115,13 @@ class KubeTestCase(h.E2ETestCase):
                 self.wait_gone(app_id)
         self.addCleanup(remove)
 
-    def info(self, ref):
-        return json.loads(self.emp("info", ref, "-o", "json").out)
-
-    def wait_app(self, ref, predicate, what, timeout=h.WAIT_S):
-        return self.api.wait_app(self.token, ref, predicate, what, timeout)
-
     def wait_running(self, ref, count, timeout=h.WAIT_S):
-        """running and settled with count ready replicas and an address."""
-        return self.wait_app(ref, lambda a: a["state"] == "running" and h.settled(a)
-                             and a["replicas"]["ready"] == count == a["replicas"]["desired"]
-                             and a["address"], f"{count} ready replicas and an address", timeout)
+        return self.wait_ready(ref, count, timeout, address=True)
 
     def wait_failed(self, ref, *substrings, timeout=h.WAIT_S):
         return self.wait_app(ref, lambda a: a["state"] == "failed" and all(
             s in (a["reason"] or "") for s in substrings),
             f"state failed with a reason naming {substrings}", timeout)
-
-    def wait_gone(self, app_id):
-        h.wait_until(lambda: self.api.request("GET", f"/v1/apps/{app_id}",
-                                              token=self.token).status == 404,
-                     what=f"app {app_id} to be removed")
 
     def assertInfoLine(self, out, key, pattern):
         self.assertRegex(out, re.compile(rf"^{key}:\s+{pattern}", re.M), out)

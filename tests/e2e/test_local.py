@@ -31,7 +31,7 @@ def port_of(address):
     return int(address.rsplit(":", 1)[1])
 
 
-class LocalTestCase(h.E2ETestCase):
+class LocalTestCase(h.CliApps, h.E2ETestCase):
     """A stack whose CLI is logged in as one developer: one for the class, with SERVER_ARGS and
     GATEWAY_PORTS, unless SHARED_STACK is False (the test then opens its own)."""
 
@@ -44,16 +44,8 @@ class LocalTestCase(h.E2ETestCase):
         """Starts a stack and sets stack, api, redis, cli, username and token on target."""
         stack = h.start_stack(add_cleanup, cls.SERVER_ARGS, gateway_ports=cls.GATEWAY_PORTS,
                               env={SERVER_ONLY_ENV: "secret-of-the-server"})
-        cli = h.Cli(h.make_tmpdir(add_cleanup), stack.proxy.url)
-        username, password = h.unique_name("dev"), h.new_password()
-        stack.api.create_user(username, password)
-        result = cli.run("login", "--username", username, "--password-stdin",
-                         input=password + "\n")
-        if result.code != 0:
-            raise AssertionError(f"login: {result}")
+        target.cli, target.username, target.token = h.logged_in_cli(stack, add_cleanup)
         target.stack, target.api, target.redis = stack, stack.api, stack.redis.client()
-        target.cli, target.username = cli, username
-        target.token = cli.credentials()["servers"][cli.server_url]["token"]
 
     @classmethod
     def setUpClass(cls):
@@ -65,17 +57,6 @@ class LocalTestCase(h.E2ETestCase):
         super().setUp()
         if not self.SHARED_STACK:
             self.open_stack(self, self.addCleanup)
-
-    def emp(self, *args, code=0, **kw):
-        result = self.cli.run(*args, **kw)
-        self.assertEqual(result.code, code, result)
-        return result
-
-    def write_spec(self, doc):
-        path = os.path.join(self.cli.home, f"{doc['name']}-{time.monotonic_ns()}.json")
-        with open(path, "w") as f:
-            json.dump(doc, f)
-        return path
 
     def deploy(self, doc, code=0, timeout="60s"):
         """emp deploy --wait; on success the app as the API shows it, else the CLI's result.
@@ -98,22 +79,6 @@ class LocalTestCase(h.E2ETestCase):
             if server.running():
                 api.request("DELETE", f"/v1/apps/{app_id}", token=token)
         self.addCleanup(remove)
-
-    def info(self, ref):
-        return json.loads(self.emp("info", ref, "-o", "json").out)
-
-    def wait_app(self, ref, predicate, what, timeout=h.WAIT_S):
-        return self.api.wait_app(self.token, ref, predicate, what, timeout)
-
-    def wait_ready(self, ref, count, timeout=h.WAIT_S):
-        return self.wait_app(ref, lambda a: a["state"] == "running" and h.settled(a)
-                             and a["replicas"]["ready"] == count == a["replicas"]["desired"],
-                             f"{count} ready replicas", timeout)
-
-    def wait_gone(self, app_id):
-        h.wait_until(lambda: self.api.request("GET", f"/v1/apps/{app_id}",
-                                              token=self.token).status == 404,
-                     what=f"app {app_id} to be removed")
 
     def data(self, address, method="GET"):
         status, body = h.app_request(address, method, "/data")

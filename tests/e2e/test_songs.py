@@ -98,14 +98,7 @@ class SongsMsTest(h.E2ETestCase):
         cls.stack = h.start_stack(cleanup, ["--kafka-brokers", cls.kafka.bootstrap,
                                             "--kafka-session-timeout", "6s"])
         cls.api = cls.stack.api
-        cls.cli = h.Cli(h.make_tmpdir(cleanup), cls.stack.proxy.url)
-        cls.username, password = h.unique_name("songs"), h.new_password()
-        cls.api.create_user(cls.username, password)
-        r = cls.cli.run("login", "--username", cls.username, "--password-stdin",
-                        input=password + "\n")
-        if r.code != 0:
-            raise AssertionError(f"login: {r}")
-        cls.token = cls.cli.credentials()["servers"][cls.cli.server_url]["token"]
+        cls.cli, cls.username, cls.token = h.logged_in_cli(cls.stack, cleanup, "songs")
         cleanup(cls.remove_all)
 
         cls.deploy()

@@ -557,31 +557,26 @@ def max_len_error(n):
     return "must be no more than %d characters" % n
 
 
-def is_dns1123_label(v):
+def pattern_errors(v, max_len, regex, message):
+    """What Kubernetes says of v against one of its name rules: too long, not matching, or both."""
     errs = []
-    if len(v) > 63:
-        errs.append(max_len_error(63))
-    if not RE_DNS1123_LABEL.match(v):
-        errs.append(MSG_DNS1123_LABEL)
+    if len(v) > max_len:
+        errs.append(max_len_error(max_len))
+    if not regex.match(v):
+        errs.append(message)
     return errs
+
+
+def is_dns1123_label(v):
+    return pattern_errors(v, 63, RE_DNS1123_LABEL, MSG_DNS1123_LABEL)
 
 
 def is_dns1123_subdomain(v):
-    errs = []
-    if len(v) > 253:
-        errs.append(max_len_error(253))
-    if not RE_DNS1123_SUBDOMAIN.match(v):
-        errs.append(MSG_DNS1123_SUBDOMAIN)
-    return errs
+    return pattern_errors(v, 253, RE_DNS1123_SUBDOMAIN, MSG_DNS1123_SUBDOMAIN)
 
 
 def is_dns1035_label(v):
-    errs = []
-    if len(v) > 63:
-        errs.append(max_len_error(63))
-    if not RE_DNS1035_LABEL.match(v):
-        errs.append(MSG_DNS1035_LABEL)
-    return errs
+    return pattern_errors(v, 63, RE_DNS1035_LABEL, MSG_DNS1035_LABEL)
 
 
 NAME_RULES = {"dns1123label": is_dns1123_label, "dns1123subdomain": is_dns1123_subdomain, "dns1035label": is_dns1035_label}
@@ -616,12 +611,7 @@ def is_qualified_name(v):
 
 
 def is_label_value(v):
-    errs = []
-    if len(v) > 63:
-        errs.append(max_len_error(63))
-    if not RE_LABEL_VALUE.match(v):
-        errs.append(MSG_LABEL_VALUE)
-    return errs
+    return pattern_errors(v, 63, RE_LABEL_VALUE, MSG_LABEL_VALUE)
 
 
 def validate_labels(labels, field, errs):

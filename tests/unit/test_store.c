@@ -589,8 +589,6 @@ static const struct store_trace_peer *peer(const struct store_trace_peer *p, siz
     return NULL;
 }
 
-/* The coarse window of a minute holds exactly what its fine windows hold: requests, errors, every
- * histogram bucket, every edge. */
 static void assert_same_hist(const struct hist_entry *a, size_t a_len, const struct hist_entry *b,
                              size_t b_len)
 {
@@ -601,6 +599,8 @@ static void assert_same_hist(const struct hist_entry *a, size_t a_len, const str
     }
 }
 
+/* The coarse window of a minute holds exactly what its fine windows hold: requests, errors, every
+ * histogram bucket, every edge. */
 static void assert_same_window(const struct store_trace_window *fine,
                                const struct store_trace_window *coarse)
 {
