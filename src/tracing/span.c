@@ -5,6 +5,7 @@
 #include "span.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +40,16 @@ static bool eat(struct reader *r, char c)
     return false;
 }
 
+/* A lowercase hex digit's value, or -1 (the spec's ids are lowercase hex). */
+static int lower_hex(unsigned char c)
+{
+    if ((unsigned)(c - '0') < 10u)
+        return c - '0';
+    if ((unsigned)(c - 'a') < 6u)
+        return c - 'a' + 10;
+    return -1;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -59,6 +70,24 @@ static bool read_string(struct reader *r, char *out, size_t size, size_t *ret_le
     if (r->p >= r->end || *r->p != '"')
         return fail(r, "a string was expected");
     r->p++;
+    /* most strings have no escape: find the end, then copy at once */
+    const char *q = r->p;
+    while (q < r->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+        q++;
+    if (q < r->end && *q == '"') {
+        size_t n = (size_t)(q - r->p);
+        if (n > SPAN_STRING_MAX)
+            return fail(r, "a string longer than the limit");
+        if (out && size) {
+            size_t copy = n < size ? n : size - 1;
+            memcpy(out, r->p, copy);
+            out[copy] = '\0';
+        }
+        if (ret_len)
+            *ret_len = n;
+        r->p = q + 1;
+        return true;
+    }
     size_t len = 0;
     while (r->p < r->end) {
         char c = *r->p++;
@@ -249,13 +278,15 @@ static bool parse_hex_id(const char *s, size_t len, uint64_t *hi, uint64_t *lo)
     if (len != 16 && len != 32)
         return false;
     uint64_t parts[2] = {0, 0};
+    int bad = 0;
     for (size_t i = 0; i < len; i++) {
-        int h = hexval(s[i]);
-        if (h < 0 || (s[i] >= 'A' && s[i] <= 'F'))
-            return false; /* the spec says lowercase hex */
+        int h = lower_hex((unsigned char)s[i]);
+        bad |= h;
         size_t part = len == 32 && i < 16 ? 0 : 1;
-        parts[part] = parts[part] * 16 + (uint64_t)h;
+        parts[part] = parts[part] * 16 + (uint64_t)(h & 15);
     }
+    if (bad < 0)
+        return false;
     *hi = parts[0];
     *lo = parts[1];
     return true;
@@ -390,11 +421,15 @@ static bool read_integer_field(struct reader *r, struct span_check *c, int64_t *
     return true;
 }
 
+/* Whether a key read (klen its full length) is the literal word. */
+#define KEY_IS(key, klen, word) ((klen) == sizeof(word) - 1 && memcmp(key, word, sizeof(word) - 1) == 0)
+
 /* One span object. Returns false on a syntax error (the message is bad); c says whether the
  * span itself is valid. */
 static bool read_span(struct reader *r, struct span *s, struct span_check *c)
 {
-    memset(s, 0, sizeof(*s));
+    memset(s, 0, offsetof(struct span, local_service)); /* the names: only their first byte */
+    s->local_service[0] = s->remote_service[0] = '\0';
     c->ok = true;
     c->why[0] = '\0';
     if (peek(r) != '{') {
@@ -411,16 +446,16 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
                 return r->failed ? false : fail(r, "':' was expected");
             uint64_t unused;
             bool ok;
-            if (strcmp(key, "traceId") == 0) {
+            if (KEY_IS(key, klen, "traceId")) {
                 ok = read_id(r, c, true, &s->trace_hi, &s->trace_lo, "a bad traceId");
                 has_trace = true;
-            } else if (strcmp(key, "id") == 0) {
+            } else if (KEY_IS(key, klen, "id")) {
                 ok = read_id(r, c, false, &unused, &s->id, "a bad id");
                 has_id = true;
-            } else if (strcmp(key, "parentId") == 0) {
+            } else if (KEY_IS(key, klen, "parentId")) {
                 ok = read_id(r, c, false, &unused, &s->parent_id, "a bad parentId");
                 s->has_parent = true;
-            } else if (strcmp(key, "kind") == 0) {
+            } else if (KEY_IS(key, klen, "kind")) {
                 if (peek(r) != '"') {
                     invalid(c, "a kind that is not a string");
                     ok = skip_value(r, 1);
@@ -439,21 +474,21 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
                     else if (ok)
                         invalid(c, "an unknown kind");
                 }
-            } else if (strcmp(key, "timestamp") == 0) {
+            } else if (KEY_IS(key, klen, "timestamp")) {
                 ok = read_integer_field(r, c, &s->timestamp_us, "a bad timestamp");
                 if (ok && s->timestamp_us < 0)
                     invalid(c, "a negative timestamp");
-            } else if (strcmp(key, "duration") == 0) {
+            } else if (KEY_IS(key, klen, "duration")) {
                 ok = read_integer_field(r, c, &s->duration_us, "a bad duration");
                 if (ok && s->duration_us < 0)
                     invalid(c, "a negative duration");
-            } else if (strcmp(key, "localEndpoint") == 0) {
+            } else if (KEY_IS(key, klen, "localEndpoint")) {
                 ok = read_endpoint(r, c, s->local_service);
-            } else if (strcmp(key, "remoteEndpoint") == 0) {
+            } else if (KEY_IS(key, klen, "remoteEndpoint")) {
                 ok = read_endpoint(r, c, s->remote_service);
-            } else if (strcmp(key, "tags") == 0) {
+            } else if (KEY_IS(key, klen, "tags")) {
                 ok = read_tags(r, c, s);
-            } else if (strcmp(key, "shared") == 0) {
+            } else if (KEY_IS(key, klen, "shared")) {
                 ok = read_bool(r, c, &s->shared);
             } else {
                 ok = skip_value(r, 1); /* name, annotations, debug, ... */

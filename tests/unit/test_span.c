@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The Zipkin v2 span parser: what it reads from a span, its limits, and what it refuses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "span.h"
+
+static struct span *room;
+static struct span got[4];
+static size_t got_count;
+
+static void keep(void *ctx, const struct span *spans, size_t count)
+{
+    got_count = count < 4 ? count : 4;
+    memcpy(got, spans, got_count * sizeof(*spans));
+}
+
+static struct span_parse_result parse(const char *text)
+{
+    struct span_parse_result r;
+    got_count = 0;
+    memset(got, 0, sizeof(got));
+    span_parse_list(text, strlen(text), room, keep, NULL, &r);
+    return r;
+}
+
+/* A list of one span of service "a/b" with extra fields (text after the id). */
+static struct span_parse_result parse_one(const char *extra)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "[{\"traceId\":\"0000000000000001\",\"id\":\"0000000000000002\","
+             "\"localEndpoint\":{\"serviceName\":\"a/b\"}%s}]",
+             extra);
+    return parse(text);
+}
+
+static void test_every_field(void **state)
+{
+    struct span_parse_result r = parse(
+        " [ {\"traceId\": \"463ac35c9f6413ad48485a3953bb6124\", \"id\":\"48485a3953bb6124\","
+        "\"parentId\":\"a2fb4a1d1a96d312\", \"kind\":\"SERVER\", \"name\":\"get /\","
+        "\"timestamp\":1472470996199000,\"duration\":207000,\"shared\":true,"
+        "\"localEndpoint\":{\"serviceName\":\"Alice/Web\",\"ipv4\":\"10.0.0.1\",\"port\":80},"
+        "\"remoteEndpoint\":{\"serviceName\":\"mysql\"},"
+        "\"annotations\":[{\"timestamp\":1,\"value\":\"x\"}],"
+        "\"tags\":{\"http.status_code\":\"503\",\"error\":\"\",\"other\":\"v\"},\"debug\":false} ]\n");
+    assert_false(r.bad_message);
+    assert_int_equal(r.spans, 1);
+    assert_int_equal(r.bad_spans, 0);
+    assert_int_equal(got_count, 1);
+    const struct span *s = &got[0];
+    assert_true(s->trace_hi == 0x463ac35c9f6413adULL && s->trace_lo == 0x48485a3953bb6124ULL);
+    assert_true(s->id == 0x48485a3953bb6124ULL);
+    assert_true(s->has_parent && s->parent_id == 0xa2fb4a1d1a96d312ULL);
+    assert_int_equal(s->kind, SPAN_SERVER);
+    assert_true(s->timestamp_us == 1472470996199000LL);
+    assert_int_equal(s->duration_us, 207000);
+    assert_true(s->shared);
+    assert_true(s->error);
+    assert_int_equal(s->http_status, 503);
+    assert_string_equal(s->local_service, "alice/web"); /* lowercased, as Zipkin does */
+    assert_string_equal(s->remote_service, "mysql");
+}
+
+static void test_escapes(void **state)
+{
+    /* escaped keys are the same keys; escaped names are decoded */
+    struct span_parse_result r =
+        parse("[{\"trace\\u0049d\":\"0000000000000001\",\"id\":\"0000000000000002\","
+              "\"kind\":\"CLI\\u0045NT\",\"localEndpoint\":{\"serviceName\":\"a\\/b\"},"
+              "\"remoteEndpoint\":{\"serviceName\":\"x\\\"y\\\\z\\n\"}}]");
+    assert_false(r.bad_message);
+    assert_int_equal(r.spans, 1);
+    assert_true(got[0].trace_lo == 1 && got[0].id == 2);
+    assert_int_equal(got[0].kind, SPAN_CLIENT);
+    assert_string_equal(got[0].local_service, "a/b");
+    assert_string_equal(got[0].remote_service, "x\"y\\z\n");
+    assert_false(got[0].has_parent);
+    assert_false(got[0].error);
+    assert_int_equal(got[0].http_status, 0);
+}
+
+/* A span whose "name" is a string of len bytes, written plain or with one escape at its end. */
+static struct span_parse_result parse_long_name(size_t len, bool escaped)
+{
+    size_t size = len + 256;
+    char *text = malloc(size);
+    assert_non_null(text);
+    int n = snprintf(text, size,
+                     "[{\"traceId\":\"0000000000000001\",\"id\":\"0000000000000002\","
+                     "\"localEndpoint\":{\"serviceName\":\"a/b\"},\"name\":\"");
+    memset(text + n, 'x', len);
+    if (escaped)
+        memcpy(text + n + len - 2, "\\n", 2); /* two bytes of text, one byte of string */
+    snprintf(text + n + len, size - (size_t)n - len, "%s\"}]", escaped ? "x" : "");
+    struct span_parse_result r = parse(text);
+    free(text);
+    return r;
+}
+
+static void test_string_limit(void **state)
+{
+    assert_false(parse_long_name(SPAN_STRING_MAX, false).bad_message);
+    assert_true(parse_long_name(SPAN_STRING_MAX + 1, false).bad_message);
+    assert_false(parse_long_name(SPAN_STRING_MAX, true).bad_message);
+    assert_true(parse_long_name(SPAN_STRING_MAX + 1, true).bad_message);
+    struct span_parse_result r = parse_long_name(SPAN_STRING_MAX + 1, false);
+    assert_non_null(strstr(r.why, "longer than the limit"));
+}
+
+static void test_service_name_limit(void **state)
+{
+    char name[SPAN_SERVICE_MAX + 1];
+    char extra[600];
+    memset(name, 'a', sizeof(name));
+    name[SPAN_SERVICE_MAX - 1] = '\0'; /* 255 bytes: the longest name */
+    snprintf(extra, sizeof(extra), ",\"remoteEndpoint\":{\"serviceName\":\"%s\"}", name);
+    assert_int_equal(parse_one(extra).spans, 1);
+    assert_int_equal(strlen(got[0].remote_service), SPAN_SERVICE_MAX - 1);
+    name[SPAN_SERVICE_MAX - 1] = 'a';
+    name[SPAN_SERVICE_MAX] = '\0';
+    snprintf(extra, sizeof(extra), ",\"remoteEndpoint\":{\"serviceName\":\"%s\"}", name);
+    struct span_parse_result r = parse_one(extra);
+    assert_false(r.bad_message);
+    assert_int_equal(r.spans, 0);
+    assert_int_equal(r.bad_spans, 1);
+}
+
+static void test_bad_ids(void **state)
+{
+    const char *bad[] = {
+        "\"0000000000000ABC\"",                 /* uppercase: the spec says lowercase hex */
+        "\"000000000000000g\"",                 /* not hex */
+        "\"00000000000001\"",                   /* 14 digits */
+        "\"0000000000000000\"",                 /* zero */
+        "\"00000000000000010000000000000001\"", /* 128 bits: only a trace id may be */
+        "12",                                   /* not a string */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "[{\"traceId\":\"0000000000000001\",\"id\":%s,"
+                 "\"localEndpoint\":{\"serviceName\":\"a/b\"}},"
+                 "{\"traceId\":\"0000000000000001\",\"id\":\"0000000000000003\","
+                 "\"localEndpoint\":{\"serviceName\":\"a/b\"}}]",
+                 bad[i]);
+        struct span_parse_result r = parse(text);
+        assert_false(r.bad_message);
+        assert_int_equal(r.bad_spans, 1);
+        assert_int_equal(r.spans, 1); /* the good one after it */
+        assert_true(got[0].id == 3);
+    }
+    /* a 128-bit trace id is read in two halves; uppercase is refused there too */
+    struct span_parse_result r =
+        parse("[{\"traceId\":\"00000000000000020000000000000003\",\"id\":\"0000000000000001\","
+              "\"localEndpoint\":{\"serviceName\":\"a/b\"}}]");
+    assert_int_equal(r.spans, 1);
+    assert_true(got[0].trace_hi == 2 && got[0].trace_lo == 3);
+    r = parse("[{\"traceId\":\"0000000000000002000000000000000F\",\"id\":\"0000000000000001\","
+              "\"localEndpoint\":{\"serviceName\":\"a/b\"}}]");
+    assert_int_equal(r.bad_spans, 1);
+}
+
+static void test_bad_messages(void **state)
+{
+    const char *bad[] = {
+        "[{\"traceId\":\"0000000000000001\",\"id\":\"0000000000000002", /* truncated */
+        "[{\"traceId\":\"0000000000000001\",\"na\tme\":1}]",              /* control character */
+        "[{\"traceId\":\"00000000\\q00000001\"}]",                         /* bad escape */
+        "[{\"traceId\":\"\\u00\"}]",                                       /* short \u escape */
+        "{}",
+        "[] x",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct span_parse_result r = parse(bad[i]);
+        assert_true(r.bad_message);
+        assert_int_equal(got_count, 0);
+    }
+}
+
+static void test_bad_fields(void **state)
+{
+    const char *bad[] = {
+        ",\"kind\":\"SERVERS\"", ",\"kind\":1",          ",\"duration\":-1",
+        ",\"timestamp\":1.5",    ",\"shared\":\"true\"", ",\"tags\":{\"error\":true}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct span_parse_result r = parse_one(bad[i]);
+        if (i == 3) { /* a fraction where an integer belongs: the list itself is refused */
+            assert_true(r.bad_message);
+            continue;
+        }
+        assert_false(r.bad_message);
+        assert_int_equal(r.bad_spans, 1);
+    }
+    assert_int_equal(parse_one(",\"kind\":\"PRODUCER\"").spans, 1);
+    assert_int_equal(got[0].kind, SPAN_PRODUCER);
+}
+
+int main(void)
+{
+    room = malloc(SPAN_LIST_MAX * sizeof(*room));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_field),  cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_string_limit), cmocka_unit_test(test_service_name_limit),
+        cmocka_unit_test(test_bad_ids),      cmocka_unit_test(test_bad_messages),
+        cmocka_unit_test(test_bad_fields),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    free(room);
+    return failed;
+}
