@@ -517,9 +517,20 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
 void agg_add(struct agg *a, const struct span *spans, size_t count, int64_t now_us)
 {
     for (size_t i = 0; i < count; i++) {
-        const struct span *s = &spans[i];
         char app_id[AGG_ID_MAX];
-        if (!a->config.resolve(a->config.resolve_ctx, s->local_service, app_id)) {
+        if (!a->config.resolve(a->config.resolve_ctx, spans[i].local_service, app_id))
+            app_id[0] = '\0';
+        agg_add_resolved(a, &spans[i], (const char(*)[AGG_ID_MAX])app_id, 1, now_us);
+    }
+}
+
+void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_ids)[AGG_ID_MAX],
+                      size_t count, int64_t now_us)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct span *s = &spans[i];
+        const char *app_id = app_ids[i];
+        if (!app_id[0]) {
             a->counters.unknown++;
             continue;
         }

@@ -107,6 +107,10 @@ void agg_free(struct agg *agg);
 
 /* Counts spans received at now_us (the clock, µs since the epoch). */
 void agg_add(struct agg *agg, const struct span *spans, size_t count, int64_t now_us);
+/* The same, with the app id of each span's service already resolved (app_ids[i], "" when it is
+ * no app): the caller resolves them before it takes the lock it holds the aggregator under. */
+void agg_add_resolved(struct agg *agg, const struct span *spans, const char (*app_ids)[AGG_ID_MAX],
+                      size_t count, int64_t now_us);
 /* Finishes the joins whose window has passed (or all of them, when force: at shutdown). */
 void agg_tick(struct agg *agg, int64_t now_us, bool force);
 

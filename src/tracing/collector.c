@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The collector: parse outside the lock (each thread has its own room for a message's spans),
- * count under it, flush from a thread of its own. A batch the store did not take is kept and sent
- * again (a bounded number of them), so that a Redis outage delays counts rather than losing them;
- * while one waits, collector_done_before() does not move, and Kafka offsets are not committed. */
+/* The collector: parse and resolve services to apps outside the lock (each thread has its own room
+ * for a message's spans), count under it, flush from a thread of its own. A batch the store did not
+ * take is kept and sent again (a bounded number of them), so that a Redis outage delays counts
+ * rather than losing them; while one waits, collector_done_before() does not move, and Kafka
+ * offsets are not committed. */
 #include "collector.h"
 
 #include <errno.h>
@@ -37,7 +38,8 @@ struct collector {
     struct collector_config config;
     pthread_mutex_t lock; /* the aggregator, the counters, the unsent batches */
     struct agg *agg;
-    struct resolved *resolve_cache; /* RESOLVE_SLOTS, in sets of RESOLVE_WAYS; under lock */
+    pthread_mutex_t resolve_lock;   /* taken after lock, when both are */
+    struct resolved *resolve_cache; /* RESOLVE_SLOTS, in sets of RESOLVE_WAYS; resolve_lock */
     struct collector_counters counters;
     struct store_trace_stats stats_unsent; /* counted, not yet added to the store */
     struct agg_counters agg_seen;          /* the aggregator's counters at the last flush */
@@ -55,10 +57,9 @@ struct collector {
     atomic_llong done_before_ms;
 };
 
-/* agg_resolve_fn: "USERNAME/APPNAME" is the app APPNAME of USERNAME. Called under lock. */
-static bool resolve(void *ctx, const char *service, char *ret_id)
+/* "USERNAME/APPNAME" is the app APPNAME of USERNAME. Under resolve_lock. */
+static bool resolve_locked(struct collector *c, const char *service, char *ret_id)
 {
-    struct collector *c = ctx;
     const char *slash = strchr(service, '/');
     size_t user_len = slash ? (size_t)(slash - service) : 0;
     if (!slash || user_len == 0 || user_len > NAMES_LABEL_MAX ||
@@ -71,7 +72,7 @@ static bool resolve(void *ctx, const char *service, char *ret_id)
         !names_is_dns_label(slash + 1, NAMES_LABEL_MAX))
         return false;
     /* a set of RESOLVE_WAYS slots: two services that hash alike do not evict each other (each
-     * eviction is a Redis round trip under the collector's lock, for every span of both) */
+     * eviction is a Redis round trip, for every span of both) */
     struct resolved *set =
         &c->resolve_cache[emp_hash_text(service) & (RESOLVE_SLOTS - RESOLVE_WAYS)];
     struct resolved *r = &set[0];
@@ -104,6 +105,30 @@ static bool resolve(void *ctx, const char *service, char *ret_id)
     return true;
 }
 
+/* agg_resolve_fn, for the services a call names (under lock). */
+static bool resolve(void *ctx, const char *service, char *ret_id)
+{
+    struct collector *c = ctx;
+    pthread_mutex_lock(&c->resolve_lock);
+    bool found = resolve_locked(c, service, ret_id);
+    pthread_mutex_unlock(&c->resolve_lock);
+    return found;
+}
+
+/* The app id of each span's service ("" when it is none), before the spans are counted. */
+static void resolve_all(struct collector *c, const struct span *spans, size_t count,
+                        char (*ret_ids)[AGG_ID_MAX])
+{
+    pthread_mutex_lock(&c->resolve_lock);
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0 && strcmp(spans[i].local_service, spans[i - 1].local_service) == 0)
+            memcpy(ret_ids[i], ret_ids[i - 1], AGG_ID_MAX);
+        else if (!resolve_locked(c, spans[i].local_service, ret_ids[i]))
+            ret_ids[i][0] = '\0';
+    }
+    pthread_mutex_unlock(&c->resolve_lock);
+}
+
 /* What a parse delivered: the valid spans, to count under the lock. */
 struct delivery {
     const struct span *spans;
@@ -117,7 +142,13 @@ static void deliver(void *ctx, const struct span *spans, size_t count)
     d->count = count;
 }
 
-static _Thread_local struct span *room; /* SPAN_LIST_MAX spans; pages are touched as used */
+/* A thread's room for a message: its spans and their app ids (pages are touched as used) */
+struct room {
+    struct span spans[SPAN_LIST_MAX];
+    char app_ids[SPAN_LIST_MAX][AGG_ID_MAX];
+};
+
+static _Thread_local struct room *room;
 
 static void free_room(void *p)
 {
@@ -132,12 +163,12 @@ static void make_room_key(void)
     pthread_key_create(&room_key, free_room);
 }
 
-/* This thread's room for a message's spans, or NULL. */
-static struct span *thread_room(void)
+/* This thread's room for a message, or NULL. */
+static struct room *thread_room(void)
 {
     if (!room) {
         pthread_once(&room_once, make_room_key);
-        room = malloc(SPAN_LIST_MAX * sizeof(*room));
+        room = malloc(sizeof(*room));
         if (room)
             pthread_setspecific(room_key, room); /* freed when the thread ends */
     }
@@ -161,7 +192,7 @@ void collector_check(const char *buf, size_t len, struct span_parse_result *ret)
         out_of_memory(ret);
         return;
     }
-    span_parse_list(buf, len, room, ignore, NULL, ret);
+    span_parse_list(buf, len, room->spans, ignore, NULL, ret);
 }
 
 void collector_add(struct collector *c, const char *buf, size_t len, struct span_parse_result *ret)
@@ -176,7 +207,9 @@ void collector_add(struct collector *c, const char *buf, size_t len, struct span
     /* parsing needs no lock; the spans are counted under it, in one go */
     struct delivery d = {0};
     struct span_parse_result parsed;
-    span_parse_list(buf, len, room, deliver, &d, &parsed);
+    span_parse_list(buf, len, room->spans, deliver, &d, &parsed);
+    if (d.count)
+        resolve_all(c, d.spans, d.count, room->app_ids);
     int64_t now_us = time_now_ms() * 1000;
     pthread_mutex_lock(&c->lock);
     c->counters.messages++;
@@ -199,7 +232,8 @@ void collector_add(struct collector *c, const char *buf, size_t len, struct span
                 agg_drain(c->agg, &c->parked[c->parked_count++]);
         }
         if (d.count)
-            agg_add(c->agg, d.spans, d.count, now_us);
+            agg_add_resolved(c->agg, d.spans, (const char(*)[AGG_ID_MAX])room->app_ids, d.count,
+                             now_us);
     }
     bool full = c->parked_count > 0;
     pthread_mutex_unlock(&c->lock);
@@ -365,6 +399,7 @@ int collector_new(const struct collector_config *config, struct collector **ret,
         c->config.pending_max = 100000;
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->flush_lock, NULL);
+    pthread_mutex_init(&c->resolve_lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->unparked, NULL);
     c->resolve_cache = calloc(RESOLVE_SLOTS, sizeof(*c->resolve_cache));
@@ -417,6 +452,7 @@ void collector_free(struct collector *c)
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->unparked);
     pthread_mutex_destroy(&c->flush_lock);
+    pthread_mutex_destroy(&c->resolve_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -61,16 +61,22 @@ static int hexval(char c)
     return -1;
 }
 
-/* Reads a string; copies at most size-1 bytes of it into out (NULL: only check it). Sets
- * *ret_len to the full (unescaped) length. Escapes are decoded; \u sequences become '?' when
- * outside ASCII (names EMP keeps are ASCII). */
-static bool read_string(struct reader *r, char *out, size_t size, size_t *ret_len)
+/* Whether a text read (len its full length) is the literal word. */
+#define KEY_IS(text, len, word)                                                                    \
+    ((len) == sizeof(word) - 1 && memcmp(text, word, sizeof(word) - 1) == 0)
+
+/* Reads a string: *ret points at its text and *ret_len is its (unescaped) length. A string
+ * without escapes is not copied (*ret points into the message, not NUL-terminated); one with
+ * escapes is decoded into scratch (at most size-1 bytes of it, NUL-terminated; scratch may be NULL
+ * to only check it) and *ret is scratch, so a text of size bytes or more was cut. \u sequences
+ * become '?' when outside ASCII (names EMP keeps are ASCII). */
+static bool read_text(struct reader *r, char *scratch, size_t size, const char **ret,
+                      size_t *ret_len)
 {
     skip_ws(r);
     if (r->p >= r->end || *r->p != '"')
         return fail(r, "a string was expected");
     r->p++;
-    /* most strings have no escape: find the end, then copy at once */
     const char *q = r->p;
     while (q < r->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
         q++;
@@ -78,24 +84,20 @@ static bool read_string(struct reader *r, char *out, size_t size, size_t *ret_le
         size_t n = (size_t)(q - r->p);
         if (n > SPAN_STRING_MAX)
             return fail(r, "a string longer than the limit");
-        if (out && size) {
-            size_t copy = n < size ? n : size - 1;
-            memcpy(out, r->p, copy);
-            out[copy] = '\0';
-        }
-        if (ret_len)
-            *ret_len = n;
+        *ret = r->p;
+        *ret_len = n;
         r->p = q + 1;
         return true;
     }
+    char *out = scratch;
     size_t len = 0;
     while (r->p < r->end) {
         char c = *r->p++;
         if (c == '"') {
             if (out && size)
                 out[len < size ? len : size - 1] = '\0';
-            if (ret_len)
-                *ret_len = len;
+            *ret = out ? out : "";
+            *ret_len = len;
             return true;
         }
         if ((unsigned char)c < 0x20)
@@ -197,8 +199,10 @@ static bool skip_value(struct reader *r, int depth)
     if (r->p >= r->end)
         return fail(r, "a value was expected");
     char c = *r->p;
+    const char *text;
+    size_t len;
     if (c == '"')
-        return read_string(r, NULL, 0, NULL);
+        return read_text(r, NULL, 0, &text, &len);
     if (c == '{' || c == '[') {
         char close = c == '{' ? '}' : ']';
         r->p++;
@@ -206,7 +210,7 @@ static bool skip_value(struct reader *r, int depth)
             return true;
         for (;;) {
             if (c == '{') {
-                if (!read_string(r, NULL, 0, NULL))
+                if (!read_text(r, NULL, 0, &text, &len))
                     return false;
                 if (!eat(r, ':'))
                     return fail(r, "':' was expected");
@@ -300,11 +304,12 @@ static bool read_id(struct reader *r, struct span_check *c, bool trace, uint64_t
         return skip_value(r, 1);
     }
     char buf[40];
+    const char *text;
     size_t len;
-    if (!read_string(r, buf, sizeof(buf), &len))
+    if (!read_text(r, buf, sizeof(buf), &text, &len))
         return false;
     uint64_t h = 0, l = 0;
-    if (len >= sizeof(buf) || !parse_hex_id(buf, len, &h, &l) || (!trace && len != 16) ||
+    if (len >= sizeof(buf) || !parse_hex_id(text, len, &h, &l) || (!trace && len != 16) ||
         (h == 0 && l == 0))
         invalid(c, what);
     *hi = h;
@@ -325,20 +330,23 @@ static bool read_endpoint(struct reader *r, struct span_check *c, char *service)
     if (eat(r, '}'))
         return true;
     for (;;) {
-        char key[32];
+        char scratch[32];
+        const char *key;
         size_t klen;
-        if (!read_string(r, key, sizeof(key), &klen) || !eat(r, ':'))
+        if (!read_text(r, scratch, sizeof(scratch), &key, &klen) || !eat(r, ':'))
             return r->failed ? false : fail(r, "':' was expected");
-        if (klen == 11 && strcmp(key, "serviceName") == 0 && peek(r) == '"') {
+        if (KEY_IS(key, klen, "serviceName") && peek(r) == '"') {
+            const char *name;
             size_t len;
-            if (!read_string(r, service, SPAN_SERVICE_MAX, &len))
+            if (!read_text(r, service, SPAN_SERVICE_MAX, &name, &len))
                 return false;
             if (len >= SPAN_SERVICE_MAX) {
                 invalid(c, "a service name longer than the limit");
-                service[0] = '\0';
+                len = 0;
             }
-            for (char *p = service; *p; p++)
-                *p = (char)tolower((unsigned char)*p);
+            for (size_t i = 0; i < len; i++) /* name may be service itself */
+                service[i] = (char)tolower((unsigned char)name[i]);
+            service[len] = '\0';
         } else if (!skip_value(r, 2)) {
             return false;
         }
@@ -360,9 +368,10 @@ static bool read_tags(struct reader *r, struct span_check *c, struct span *s)
         return true;
     size_t tags = 0;
     for (;;) {
-        char key[32];
-        size_t klen;
-        if (!read_string(r, key, sizeof(key), &klen) || !eat(r, ':'))
+        char scratch[32];
+        const char *key, *value;
+        size_t klen, vlen;
+        if (!read_text(r, scratch, sizeof(scratch), &key, &klen) || !eat(r, ':'))
             return r->failed ? false : fail(r, "':' was expected");
         if (++tags > SPAN_TAGS_MAX)
             invalid(c, "more tags than the limit");
@@ -370,20 +379,20 @@ static bool read_tags(struct reader *r, struct span_check *c, struct span *s)
             invalid(c, "a tag value that is not a string");
             if (!skip_value(r, 2))
                 return false;
-        } else if (klen == 5 && strcmp(key, "error") == 0) {
-            if (!read_string(r, NULL, 0, NULL))
+        } else if (KEY_IS(key, klen, "error")) {
+            if (!read_text(r, NULL, 0, &value, &vlen))
                 return false;
             s->error = true; /* any value: Zipkin's rule */
-        } else if (klen == 16 && strcmp(key, "http.status_code") == 0) {
+        } else if (KEY_IS(key, klen, "http.status_code")) {
             char v[16];
-            size_t vlen;
-            if (!read_string(r, v, sizeof(v), &vlen))
+            if (!read_text(r, v, sizeof(v), &value, &vlen))
                 return false;
             int code = 0;
-            for (size_t i = 0; i < vlen && i < sizeof(v) - 1 && isdigit((unsigned char)v[i]); i++)
-                code = code * 10 + (v[i] - '0');
+            for (size_t i = 0; i < vlen && i < sizeof(v) - 1 && isdigit((unsigned char)value[i]);
+                 i++)
+                code = code * 10 + (value[i] - '0');
             s->http_status = code < 1000 ? code : 0;
-        } else if (!read_string(r, NULL, 0, NULL)) {
+        } else if (!read_text(r, NULL, 0, &value, &vlen)) {
             return false;
         }
         if (eat(r, '}'))
@@ -421,9 +430,6 @@ static bool read_integer_field(struct reader *r, struct span_check *c, int64_t *
     return true;
 }
 
-/* Whether a key read (klen its full length) is the literal word. */
-#define KEY_IS(key, klen, word) ((klen) == sizeof(word) - 1 && memcmp(key, word, sizeof(word) - 1) == 0)
-
 /* One span object. Returns false on a syntax error (the message is bad); c says whether the
  * span itself is valid. */
 static bool read_span(struct reader *r, struct span *s, struct span_check *c)
@@ -440,9 +446,10 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
     bool has_trace = false, has_id = false;
     if (!eat(r, '}')) {
         for (;;) {
-            char key[32];
+            char scratch[32];
+            const char *key;
             size_t klen;
-            if (!read_string(r, key, sizeof(key), &klen) || !eat(r, ':'))
+            if (!read_text(r, scratch, sizeof(scratch), &key, &klen) || !eat(r, ':'))
                 return r->failed ? false : fail(r, "':' was expected");
             uint64_t unused;
             bool ok;
@@ -460,16 +467,17 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
                     invalid(c, "a kind that is not a string");
                     ok = skip_value(r, 1);
                 } else {
-                    char kind[16];
+                    char kind_scratch[16];
+                    const char *kind;
                     size_t len;
-                    ok = read_string(r, kind, sizeof(kind), &len);
-                    if (ok && strcmp(kind, "CLIENT") == 0)
+                    ok = read_text(r, kind_scratch, sizeof(kind_scratch), &kind, &len);
+                    if (ok && KEY_IS(kind, len, "CLIENT"))
                         s->kind = SPAN_CLIENT;
-                    else if (ok && strcmp(kind, "SERVER") == 0)
+                    else if (ok && KEY_IS(kind, len, "SERVER"))
                         s->kind = SPAN_SERVER;
-                    else if (ok && strcmp(kind, "PRODUCER") == 0)
+                    else if (ok && KEY_IS(kind, len, "PRODUCER"))
                         s->kind = SPAN_PRODUCER;
-                    else if (ok && strcmp(kind, "CONSUMER") == 0)
+                    else if (ok && KEY_IS(kind, len, "CONSUMER"))
                         s->kind = SPAN_CONSUMER;
                     else if (ok)
                         invalid(c, "an unknown kind");

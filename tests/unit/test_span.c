@@ -44,14 +44,15 @@ static struct span_parse_result parse_one(const char *extra)
 
 static void test_every_field(void **state)
 {
-    struct span_parse_result r = parse(
-        " [ {\"traceId\": \"463ac35c9f6413ad48485a3953bb6124\", \"id\":\"48485a3953bb6124\","
-        "\"parentId\":\"a2fb4a1d1a96d312\", \"kind\":\"SERVER\", \"name\":\"get /\","
-        "\"timestamp\":1472470996199000,\"duration\":207000,\"shared\":true,"
-        "\"localEndpoint\":{\"serviceName\":\"Alice/Web\",\"ipv4\":\"10.0.0.1\",\"port\":80},"
-        "\"remoteEndpoint\":{\"serviceName\":\"mysql\"},"
-        "\"annotations\":[{\"timestamp\":1,\"value\":\"x\"}],"
-        "\"tags\":{\"http.status_code\":\"503\",\"error\":\"\",\"other\":\"v\"},\"debug\":false} ]\n");
+    struct span_parse_result r =
+        parse(" [ {\"traceId\": \"463ac35c9f6413ad48485a3953bb6124\", \"id\":\"48485a3953bb6124\","
+              "\"parentId\":\"a2fb4a1d1a96d312\", \"kind\":\"SERVER\", \"name\":\"get /\","
+              "\"timestamp\":1472470996199000,\"duration\":207000,\"shared\":true,"
+              "\"localEndpoint\":{\"serviceName\":\"Alice/Web\",\"ipv4\":\"10.0.0.1\",\"port\":80},"
+              "\"remoteEndpoint\":{\"serviceName\":\"mysql\"},"
+              "\"annotations\":[{\"timestamp\":1,\"value\":\"x\"}],"
+              "\"tags\":{\"http.status_code\":\"503\",\"error\":\"\",\"other\":\"v\"},\"debug\":"
+              "false} ]\n");
     assert_false(r.bad_message);
     assert_int_equal(r.spans, 1);
     assert_int_equal(r.bad_spans, 0);
@@ -173,9 +174,9 @@ static void test_bad_messages(void **state)
 {
     const char *bad[] = {
         "[{\"traceId\":\"0000000000000001\",\"id\":\"0000000000000002", /* truncated */
-        "[{\"traceId\":\"0000000000000001\",\"na\tme\":1}]",              /* control character */
-        "[{\"traceId\":\"00000000\\q00000001\"}]",                         /* bad escape */
-        "[{\"traceId\":\"\\u00\"}]",                                       /* short \u escape */
+        "[{\"traceId\":\"0000000000000001\",\"na\tme\":1}]",            /* control character */
+        "[{\"traceId\":\"00000000\\q00000001\"}]",                      /* bad escape */
+        "[{\"traceId\":\"\\u00\"}]",                                    /* short \u escape */
         "{}",
         "[] x",
     };
