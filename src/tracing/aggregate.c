@@ -22,37 +22,51 @@ enum role {
     ROLE_CHILDREN,      /* the calls a service made inside span `id`, by that id and service */
 };
 
+/* A service name that pending halves hold (once, however many hold it). */
+struct name {
+    uint64_t hash;
+    struct name *next; /* in its slot of the name table, or in the free list */
+    uint32_t refs;
+    char text[SPAN_SERVICE_MAX];
+};
+
 struct pending {
+    /* the key and the chain first: a lookup reads one cache line of each record it passes */
     uint64_t trace_hi, trace_lo, id;
-    uint64_t service_hash; /* in the key of ROLE_CHILDREN only: whose calls */
-    uint64_t service_id;   /* hash of service, for every role */
+    uint64_t service_hash;          /* in the key of ROLE_CHILDREN only: whose calls */
+    struct pending *next_in_bucket; /* in its slot, or in the free list */
     enum role role;
+    bool has_parent, shared, error;
+    bool matched;        /* a server whose caller was found, a call whose server was */
+    uint64_t service_id; /* hash of service, for every role */
     int64_t deadline_us;
     /* what it carries */
-    char app_id[AGG_ID_MAX];
-    const char *service; /* both in names[] */
-    const char *remote;
+    const char *service; /* the text of names[0]: one pointer per name, so equal names are */
+    const char *remote;  /* the text of names[1], or "" */
+    struct name *names[2];
     uint64_t parent_id;
-    bool has_parent, shared;
     int64_t timestamp_us;
     int64_t duration_us;
-    bool error;
     int64_t children_us;  /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
     struct pending *twin; /* ROLE_SERVER_ID <-> ROLE_SERVER_PARENT */
-    bool matched;         /* a server whose caller was found, a call whose server was */
-    struct pending *next_in_bucket;
     struct pending *older, *newer; /* by deadline (arrival order) */
-    char names[];                  /* service and remote, as long as they are */
+    char app_id[AGG_ID_MAX];
 };
 
 struct agg {
     struct agg_config config;
     struct agg_counters counters;
-    /* pending halves */
+    /* pending halves: records of a pool allocated once (its pages touched as they are used),
+     * chained in a table by key, and the service names they carry */
+    struct pending *pool, *free_pending;
+    size_t pool_used; /* records ever taken from the pool */
     struct pending **table;
     size_t table_size; /* a power of two */
     size_t pending;
     struct pending *oldest, *newest;
+    struct name *name_pool, *free_names;
+    size_t names_used;
+    struct name **name_table; /* NAME_SLOTS */
     /* counted since the last drain, with an index each (hash -> position + 1, open addressing
      * over INDEX_SIZE slots, cleared by the drain) */
     struct agg_series *series;
@@ -66,9 +80,10 @@ struct agg {
     size_t bytes; /* what series, edges, halves and their histograms took from the heap */
 };
 
-#define INDEX_SIZE  (1u << 16)       /* slots of each index */
-#define HALVES_MAX  16384            /* unjoined halves: time to drain */
-#define ENTRIES_MAX (INDEX_SIZE / 2) /* what an index holds, at most: a message more fits */
+#define INDEX_SIZE  (1u << 16)          /* slots of each index */
+#define NAME_SLOTS  (2 * AGG_NAMES_MAX) /* slots of the name table (a power of two) */
+#define HALVES_MAX  16384               /* unjoined halves: time to drain */
+#define ENTRIES_MAX (INDEX_SIZE / 2)    /* what an index holds, at most: a message more fits */
 
 /* Counts one value into a sparse histogram. */
 static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
@@ -123,6 +138,55 @@ static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id
     return NULL;
 }
 
+/* The name text, held once more; NULL when AGG_NAMES_MAX names are held. */
+static struct name *name_hold(struct agg *a, const char *text)
+{
+    uint64_t hash = emp_hash_text(text);
+    struct name **slot = &a->name_table[hash & (NAME_SLOTS - 1)];
+    for (struct name *n = *slot; n; n = n->next)
+        if (n->hash == hash && strcmp(n->text, text) == 0) {
+            n->refs++;
+            return n;
+        }
+    struct name *n = a->free_names;
+    if (n)
+        a->free_names = n->next;
+    else if (a->names_used < AGG_NAMES_MAX)
+        n = &a->name_pool[a->names_used++];
+    else
+        return NULL;
+    n->hash = hash;
+    n->refs = 1;
+    snprintf(n->text, sizeof(n->text), "%s", text);
+    n->next = *slot;
+    *slot = n;
+    return n;
+}
+
+static void name_release(struct agg *a, struct name *n)
+{
+    if (!n || --n->refs > 0)
+        return;
+    struct name **link = &a->name_table[n->hash & (NAME_SLOTS - 1)];
+    while (*link != n)
+        link = &(*link)->next;
+    *link = n->next;
+    n->next = a->free_names;
+    a->free_names = n;
+}
+
+static void unlink_pending(struct agg *a, struct pending *p);
+
+/* Unlinks p and gives its record and names back. */
+static void drop(struct agg *a, struct pending *p)
+{
+    unlink_pending(a, p);
+    name_release(a, p->names[0]);
+    name_release(a, p->names[1]);
+    p->next_in_bucket = a->free_pending;
+    a->free_pending = p;
+}
+
 static void unlink_pending(struct agg *a, struct pending *p)
 {
     struct pending **link =
@@ -154,16 +218,27 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
         a->counters.pending_dropped++;
         finish(a, a->oldest); /* room for the new one: the oldest is done early */
     }
-    size_t service_len = strlen(s->local_service), remote_len = strlen(s->remote_service);
-    struct pending *p = calloc(1, sizeof(*p) + service_len + remote_len + 2);
-    if (!p)
-        return NULL;
-    memcpy(p->names, s->local_service, service_len + 1);
-    memcpy(p->names + service_len + 1, s->remote_service, remote_len + 1);
-    p->service = p->names;
-    p->remote = p->names + service_len + 1;
+    struct name *service_name, *remote_name = NULL;
+    while (!(service_name = name_hold(a, s->local_service)) ||
+           (s->remote_service[0] && !(remote_name = name_hold(a, s->remote_service)))) {
+        name_release(a, service_name); /* every name is held: the oldest halves are done early */
+        if (!a->oldest)
+            return NULL;
+        a->counters.pending_dropped++;
+        finish(a, a->oldest);
+    }
+    struct pending *p = a->free_pending;
+    if (p)
+        a->free_pending = p->next_in_bucket;
+    else
+        p = &a->pool[a->pool_used++]; /* pending < pending_max: the pool has room */
+    memset(p, 0, sizeof(*p));
+    p->names[0] = service_name;
+    p->names[1] = remote_name;
+    p->service = service_name->text;
+    p->remote = remote_name ? remote_name->text : "";
     memcpy(p->app_id, app_id, AGG_ID_MAX);
-    p->service_id = emp_hash_text(s->local_service);
+    p->service_id = service_name->hash;
     p->parent_id = s->parent_id;
     p->has_parent = s->has_parent;
     p->shared = s->shared;
@@ -367,23 +442,20 @@ static void finish(struct agg *a, struct pending *p)
                 hist_add(a, &s->self, (uint64_t)(self > 0 ? self : 0));
         }
         if (kids) {
-            unlink_pending(a, kids);
-            free(kids);
+            drop(a, kids);
         }
         if (p->twin) {
             p->twin->twin = NULL;
-            unlink_pending(a, p->twin);
-            free(p->twin);
+            drop(a, p->twin);
         }
         if (!p->matched && p->has_parent) {
             /* the child convention: its caller's client span is its parent */
             struct pending *call = find(a, p->trace_hi, p->trace_lo, p->parent_id, 0, ROLE_CALL);
-            if (call && strcmp(call->service, p->service) != 0) {
+            if (call && call->service != p->service) { /* names are held once */
                 struct call c = call_of(call);
                 count_edge(a, &c, p->service, p->app_id, p->error);
                 p->matched = true;
-                unlink_pending(a, call);
-                free(call);
+                drop(a, call);
             }
         }
         if (!p->matched && p->has_parent)
@@ -397,7 +469,7 @@ static void finish(struct agg *a, struct pending *p)
         /* the child convention: a server span whose parent is this call */
         struct pending *child = find(a, p->trace_hi, p->trace_lo, p->id, 0, ROLE_SERVER_PARENT);
         struct pending *server = child ? child->twin : NULL;
-        if (server && strcmp(server->service, p->service) != 0) {
+        if (server && server->service != p->service) {
             struct call call = call_of(p);
             count_edge(a, &call, server->service, server->app_id, server->error);
             matched_server(a, server);
@@ -416,8 +488,7 @@ static void finish(struct agg *a, struct pending *p)
             add_half(a, p, false);
         }
     }
-    unlink_pending(a, p);
-    free(p);
+    drop(a, p);
 }
 
 /* A server span found its caller: it waits on only for its own calls (self time). */
@@ -428,8 +499,7 @@ static void matched_server(struct agg *a, struct pending *server)
     server->twin = NULL;
     if (other) {
         other->twin = NULL;
-        unlink_pending(a, other);
-        free(other);
+        drop(a, other);
     }
 }
 
@@ -457,8 +527,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
         struct call c = call_of(call);
         count_edge(a, &c, s->local_service, app_id, span_failed(s));
         matched = true;
-        unlink_pending(a, call);
-        free(call);
+        drop(a, call);
     }
     /* waits for its own calls (self time) and, if unmatched, for its caller's client span */
     struct pending *by_id = add_pending(a, s, app_id, ts, s->id, 0, ROLE_SERVER_ID, now);
@@ -470,8 +539,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
         find(a, s->trace_hi, s->trace_lo, s->id, by_id->service_id, ROLE_CHILDREN);
     if (kids) {
         by_id->children_us = kids->children_us;
-        unlink_pending(a, kids);
-        free(kids);
+        drop(a, kids);
     }
     /* py_zipkin says shared even for a server span with an id of its own: the ids tell */
     if (!matched && s->has_parent) {
@@ -623,13 +691,17 @@ int agg_new(const struct agg_config *config, struct agg **ret_agg)
         a->config.park_at = ENTRIES_MAX - SPAN_LIST_MAX;
     if (a->config.park_bytes == 0)
         a->config.park_bytes = AGG_PARK_BYTES;
-    a->table_size = 1;
-    while (a->table_size < a->config.pending_max)
+    a->table_size = 1; /* 4 to 8 slots a half: most lookups find their slot empty or theirs */
+    while (a->table_size < 4 * a->config.pending_max)
         a->table_size *= 2;
     a->table = calloc(a->table_size, sizeof(*a->table));
+    a->pool = calloc(a->config.pending_max, sizeof(*a->pool));
+    a->name_pool = calloc(AGG_NAMES_MAX, sizeof(*a->name_pool));
+    a->name_table = calloc(NAME_SLOTS, sizeof(*a->name_table));
     a->series_index = calloc(INDEX_SIZE, sizeof(*a->series_index));
     a->edges_index = calloc(INDEX_SIZE, sizeof(*a->edges_index));
-    if (!a->table || !a->series_index || !a->edges_index) {
+    if (!a->table || !a->pool || !a->name_pool || !a->name_table || !a->series_index ||
+        !a->edges_index) {
         agg_free(a);
         return -ENOMEM;
     }
@@ -641,12 +713,10 @@ void agg_free(struct agg *a)
 {
     if (!a)
         return;
-    while (a->oldest) {
-        struct pending *p = a->oldest;
-        unlink_pending(a, p);
-        free(p);
-    }
     free(a->table);
+    free(a->pool);
+    free(a->name_pool);
+    free(a->name_table);
     struct agg_batch rest;
     agg_drain(a, &rest);
     agg_batch_free(&rest);

@@ -18,6 +18,7 @@
 
 #define AGG_ID_MAX     37         /* an app id and its NUL */
 #define AGG_PARK_BYTES (12 << 20) /* what the counts since the last drain may take, about */
+#define AGG_NAMES_MAX  16384      /* different service names that waiting halves hold, at most */
 
 /* Maps a span's service name to the id of the app it is ("alice/songs-ms"), writing it into
  * ret_id (AGG_ID_MAX bytes); false when the service is no EMP app. */

@@ -255,6 +255,42 @@ static void test_bounded_pending(void **state)
     agg_free(a);
 }
 
+/* Waiting halves hold their service names once each, and at most AGG_NAMES_MAX of them: calls to
+ * 20,000 different uninstrumented services finish early as more come, each counted once. */
+static void test_bounded_names(void **state)
+{
+    struct agg_config config = {.bucket_s = 10,
+                                .lateness_s = 600,
+                                .future_s = 60,
+                                .join_ms = 1000,
+                                .pending_max = 50000,
+                                .resolve = fixture_resolve};
+    struct agg *a;
+    assert_int_equal(agg_new(&config, &a), 0);
+    enum { CALLS = 20000 };
+    for (uint64_t t = 1; t <= CALLS; t++) {
+        char remote[32];
+        snprintf(remote, sizeof(remote), "db-%llu", (unsigned long long)t);
+        struct span s = fixture_span(t, t, 0, SPAN_CLIENT, "alice/web", remote, NOW, 100);
+        agg_add(a, &s, 1, NOW);
+        assert_true(agg_pending(a) < AGG_NAMES_MAX); /* alice/web's name is held too */
+    }
+    assert_int_equal(agg_counters(a)->pending_dropped, CALLS - (AGG_NAMES_MAX - 1));
+    struct agg_batch b = drain(a);
+    assert_int_equal(b.edges_count, CALLS);
+    uint64_t calls = 0;
+    for (size_t i = 0; i < b.edges_count; i++) {
+        assert_string_equal(b.edges[i].caller, "alice/web");
+        assert_int_equal(strncmp(b.edges[i].callee, "db-", 3), 0);
+        calls += b.edges[i].calls;
+    }
+    assert_int_equal(calls, CALLS);
+    assert_non_null(edge(&b, "alice/web", "db-1"));     /* finished early */
+    assert_non_null(edge(&b, "alice/web", "db-20000")); /* finished at the drain */
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
 /* What the counts take from the heap bounds them too, not only how many series there are: 60
  * series with wide histograms ask for a drain long before 22,768 series would. */
 static void test_drains_by_memory(void **state)
@@ -300,7 +336,8 @@ int main(void)
         cmocka_unit_test(test_chain_shared_ids), cmocka_unit_test(test_chain_child_spans),
         cmocka_unit_test(test_chain_py_zipkin),  cmocka_unit_test(test_leaf_and_errors),
         cmocka_unit_test(test_halves),           cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_bounded_pending),  cmocka_unit_test(test_drains_by_memory),
+        cmocka_unit_test(test_bounded_pending),  cmocka_unit_test(test_bounded_names),
+        cmocka_unit_test(test_drains_by_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
