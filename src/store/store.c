@@ -40,6 +40,10 @@
 #define CONNECT_TIMEOUT_MS 1000
 #define COMMAND_TIMEOUT_MS 3000
 #define LIST_LIMIT_MAX     1000
+/* minutes of apps that one trace script rolls up, at most; a flush asks again while it is full */
+#define TRACE_ROLLS_PER_CALL 64
+#define STRINGIFY(x)         #x
+#define TEXT_OF(x)           STRINGIFY(x)
 
 struct store {
     char host[256];
@@ -184,47 +188,98 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
         "return 1\n",
     /* No KEYS: the keys follow from the records (one Redis, not a cluster). ARGV: now_ms, join
-     * keys' ttl_ms, join wait_ms, fine keep_s, coarse keep_s, then records:
+     * keys' ttl_ms, join wait_ms, fine keep_s, coarse keep_s, roll-up grace_s, then records:
      *   S app bucket requests errors n_latency n_self (bucket count)...   an app's series
      *   E caller_app caller callee callee_app bucket calls errors n (bucket count)...   an edge
      *   H server trace id parent shared service app remote remote_app bucket hist_bucket error
      *     (a server half is found by its id, or by its parent: py_zipkin marks servers shared
      *     whatever their id, so the flag does not tell the convention)
      *   T field increment   a counter of the ingestion
-     * Each count goes into the 10 s and the 60 s bucket (keys as in store_trace_window_get).
+     * Counts go into the 10 s buckets (keys as in store_trace_window_get). Each minute of an app
+     * is rolled up into its 60 s buckets once, grace_s after it ended (emp:troll says when): the
+     * six fine buckets' sums are added and the coarse m bucket marked R. A count for a minute
+     * rolled up already goes to its fine and its coarse bucket; one whose fine bucket would have
+     * expired goes to the coarse bucket only. So every count is in the coarse buckets once.
      * Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half from another consumer; calls
-     * nobody answered become leaves when emp:tj:due says their wait is over. */
+     * nobody answered become leaves when emp:tj:due says their wait is over. Returns joined,
+     * waiting and leaf calls, and the minutes rolled up (at most TRACE_ROLLS_PER_CALL). */
     [SCRIPT_TRACE_ADD] =
         "local now, join_ttl, join_wait = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])\n"
-        "local res, keep = {10, 60}, {tonumber(ARGV[4]), tonumber(ARGV[5])}\n"
-        "local expires = {}\n"
-        /* nil for a bucket whose key would have expired already (late spans of a resolution
-         * that is kept for less long): nothing is written for it */
-        "local function key(kind, app, r, bucket)\n"
-        "  local b = bucket - bucket % res[r]\n"
-        "  local at = b + res[r] + keep[r]\n"
-        "  if at * 1000 <= now then return nil end\n"
-        "  local k = 'emp:t' .. kind .. ':' .. app .. ':' .. res[r] .. ':' .. b\n"
-        "  expires[k] = at\n"
-        "  return k\n"
+        "local keep_fine, keep_coarse = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+        "local grace = tonumber(ARGV[6])\n"
+        "local expires, rolled = {}, {}\n"
+        /* whether the app's minute is rolled up; if not, it is due grace s after its end */
+        "local function is_rolled(app, minute)\n"
+        "  local id = app .. ':' .. minute\n"
+        "  local v = rolled[id]\n"
+        "  if v == nil then\n"
+        "    v = redis.call('HEXISTS', 'emp:tm:' .. app .. ':60:' .. minute, 'R') == 1\n"
+        "    if not v then\n"
+        "      redis.call('ZADD', 'emp:troll', 'NX', (minute + 60 + grace) * 1000, id)\n"
+        "    end\n"
+        "    rolled[id] = v\n"
+        "  end\n"
+        "  return v\n"
         "end\n"
-        "local function add(k, f, n) if k and n ~= 0 then redis.call('HINCRBY', k, f, n) end end\n"
-        "local function set(k, f, v) if k then redis.call('HSET', k, f, v) end end\n"
+        /* the keys a count of kind for app's bucket goes to (none for what would have expired) */
+        "local function keys(kind, app, bucket)\n"
+        "  local out = {}\n"
+        "  local fine = bucket - bucket % 10\n"
+        "  local fine_at = fine + 10 + keep_fine\n"
+        "  local minute = bucket - bucket % 60\n"
+        "  local coarse_at = minute + 60 + keep_coarse\n"
+        "  local live = fine_at * 1000 > now\n"
+        "  if live then\n"
+        "    local k = 'emp:t' .. kind .. ':' .. app .. ':10:' .. fine\n"
+        "    expires[k] = fine_at\n"
+        "    out[1] = k\n"
+        "  end\n"
+        "  if coarse_at * 1000 > now and (not live or is_rolled(app, minute)) then\n"
+        "    local k = 'emp:t' .. kind .. ':' .. app .. ':60:' .. minute\n"
+        "    expires[k] = coarse_at\n"
+        "    out[#out + 1] = k\n"
+        "  end\n"
+        "  return out\n"
+        "end\n"
+        "local function add(k, f, n) if n ~= 0 then redis.call('HINCRBY', k, f, n) end end\n"
         "local function edge(caller_app, caller, callee, callee_app, bucket, calls, errors, lat)\n"
-        "  for r = 1, 2 do\n"
-        "    local k = key('o', caller_app, r, bucket)\n"
+        "  for _, k in ipairs(keys('o', caller_app, bucket)) do\n"
         "    add(k, 'c:' .. callee, calls)\n"
         "    add(k, 'e:' .. callee, errors)\n"
         "    for j = 1, #lat, 2 do add(k, 'l:' .. callee .. ':' .. lat[j], lat[j + 1]) end\n"
-        "    if callee_app ~= '' then\n"
-        "      set(k, 'a:' .. callee, callee_app)\n"
-        "      local ki = key('i', callee_app, r, bucket)\n"
-        "      add(ki, 'c:' .. caller_app, calls)\n"
-        "      add(ki, 'e:' .. caller_app, errors)\n"
-        "      for j = 1, #lat, 2 do add(ki, 'l:' .. caller_app .. ':' .. lat[j], lat[j + 1]) end\n"
-        "      set(ki, 'n:' .. caller_app, caller)\n"
-        "    end\n"
+        "    if callee_app ~= '' then redis.call('HSET', k, 'a:' .. callee, callee_app) end\n"
         "  end\n"
+        "  if callee_app == '' then return end\n"
+        "  for _, k in ipairs(keys('i', callee_app, bucket)) do\n"
+        "    add(k, 'c:' .. caller_app, calls)\n"
+        "    add(k, 'e:' .. caller_app, errors)\n"
+        "    for j = 1, #lat, 2 do add(k, 'l:' .. caller_app .. ':' .. lat[j], lat[j + 1]) end\n"
+        "    redis.call('HSET', k, 'n:' .. caller_app, caller)\n"
+        "  end\n"
+        "end\n"
+        /* the app's minute into its coarse buckets: sums of the fine ones (names are set) */
+        "local function roll(app, minute)\n"
+        "  local mark = 'emp:tm:' .. app .. ':60:' .. minute\n"
+        "  local at = minute + 60 + keep_coarse\n"
+        "  if at * 1000 <= now or redis.call('HEXISTS', mark, 'R') == 1 then return end\n"
+        "  for _, kind in ipairs({'m', 'o', 'i'}) do\n"
+        "    local sums, names = {}, {}\n"
+        "    for b = minute, minute + 50, 10 do\n"
+        "      local h = redis.call('HGETALL', 'emp:t' .. kind .. ':' .. app .. ':10:' .. b)\n"
+        "      for j = 1, #h, 2 do\n"
+        "        local f = h[j]\n"
+        "        local c = string.sub(f, 1, 2)\n"
+        "        if kind ~= 'm' and (c == 'a:' or c == 'n:') then names[f] = h[j + 1]\n"
+        "        else sums[f] = (sums[f] or 0) + tonumber(h[j + 1]) end\n"
+        "      end\n"
+        "    end\n"
+        "    local k = 'emp:t' .. kind .. ':' .. app .. ':60:' .. minute\n"
+        "    for f, n in pairs(sums) do redis.call('HINCRBY', k, f, string.format('%d', n)) end\n"
+        "    for f, v in pairs(names) do redis.call('HSET', k, f, v) end\n"
+        "    if next(sums) or next(names) then redis.call('EXPIREAT', k, at) end\n"
+        "  end\n"
+        "  redis.call('HSET', mark, 'R', '1')\n"
+        "  redis.call('EXPIREAT', mark, at)\n"
         "end\n"
         "local function split(v)\n"
         "  local out = {}\n"
@@ -246,24 +301,21 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  edge(c[1], c[2], callee, callee_app, tonumber(c[5]), 1, err, one(c[6]))\n"
         "end\n"
         "local joined, waits, leaves = 0, 0, 0\n"
-        "local i = 6\n"
+        "local i = 7\n"
         "while i <= #ARGV do\n"
         "  local t = ARGV[i]\n"
         "  if t == 'S' then\n"
         "    local app, bucket = ARGV[i + 1], tonumber(ARGV[i + 2])\n"
         "    local nl, ns = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])\n"
         "    local first = i + 7\n"
-        "    for r = 1, 2 do\n"
-        "      local k = key('m', app, r, bucket)\n"
+        "    for _, k in ipairs(keys('m', app, bucket)) do\n"
         "      add(k, 'r', tonumber(ARGV[i + 3]))\n"
         "      add(k, 'e', tonumber(ARGV[i + 4]))\n"
-        "      if k then\n"
-        "        for j = first, first + 2 * nl - 1, 2 do\n"
-        "          redis.call('HINCRBY', k, 'l' .. ARGV[j], ARGV[j + 1])\n"
-        "        end\n"
-        "        for j = first + 2 * nl, first + 2 * (nl + ns) - 1, 2 do\n"
-        "          redis.call('HINCRBY', k, 's' .. ARGV[j], ARGV[j + 1])\n"
-        "        end\n"
+        "      for j = first, first + 2 * nl - 1, 2 do\n"
+        "        redis.call('HINCRBY', k, 'l' .. ARGV[j], ARGV[j + 1])\n"
+        "      end\n"
+        "      for j = first + 2 * nl, first + 2 * (nl + ns) - 1, 2 do\n"
+        "        redis.call('HINCRBY', k, 's' .. ARGV[j], ARGV[j + 1])\n"
         "      end\n"
         "    end\n"
         "    i = first + 2 * (nl + ns)\n"
@@ -344,7 +396,16 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  redis.call('ZREM', 'emp:tj:due', ck)\n"
         "end\n"
         "for k, at in pairs(expires) do redis.call('EXPIREAT', k, at) end\n"
-        "return {joined, waits, leaves}\n",
+        /* minutes due to be rolled up */
+        "local due_rolls = redis.call('ZRANGEBYSCORE', 'emp:troll', '-inf', now, 'LIMIT', "
+        "0, " TEXT_OF(
+            TRACE_ROLLS_PER_CALL) ")\n"
+                                  "for _, id in ipairs(due_rolls) do\n"
+                                  "  local app, minute = string.match(id, '^(.+):(%d+)$')\n"
+                                  "  if app then roll(app, tonumber(minute)) end\n"
+                                  "  redis.call('ZREM', 'emp:troll', id)\n"
+                                  "end\n"
+                                  "return {joined, waits, leaves, #due_rolls}\n",
     /* KEYS: lease. ARGV: holder, lease_ms */
     [SCRIPT_RECON_RENEW] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
                            "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -1827,7 +1888,8 @@ static void arg_free(struct argbuf *b)
 }
 
 #define TRACE_ARGS_PER_CALL 8192 /* a step's arguments: no script holds Redis more than ~5 ms */
-#define TRACE_HEADER_ARGS   5
+#define TRACE_HEADER_ARGS   6
+#define TRACE_ROLL_CALLS    16 /* calls a flush makes at most to roll up what is due */
 
 static void trace_header(struct argbuf *b, int64_t now_ms, int64_t join_wait_ms)
 {
@@ -1836,9 +1898,12 @@ static void trace_header(struct argbuf *b, int64_t now_ms, int64_t join_wait_ms)
     arg_int(b, join_wait_ms);
     arg_int(b, STORE_TRACE_FINE_KEEP_S);
     arg_int(b, STORE_TRACE_COARSE_KEEP_S);
+    arg_int(b, STORE_TRACE_ROLL_AFTER_S);
 }
 
-static int trace_send(struct store *s, struct argbuf *b, struct emp_error *err)
+/* Runs the script with b's arguments; *ret_rolled: the minutes it rolled up (may be NULL). */
+static int trace_send(struct store *s, struct argbuf *b, long long *ret_rolled,
+                      struct emp_error *err)
 {
     if (b->oom)
         return -ENOMEM;
@@ -1850,9 +1915,15 @@ static int trace_send(struct store *s, struct argbuf *b, struct emp_error *err)
     redisReply *reply;
     int r = script(s, SCRIPT_TRACE_ADD, &reply, err, 0, (int)b->count, argv, b->lens);
     free(argv);
-    if (r == 0)
-        freeReplyObject(reply);
-    return r;
+    if (r < 0)
+        return r;
+    if (ret_rolled)
+        *ret_rolled = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 4 &&
+                              reply->element[3]->type == REDIS_REPLY_INTEGER
+                          ? reply->element[3]->integer
+                          : 0;
+    freeReplyObject(reply);
+    return 0;
 }
 
 static void trace_stat(struct argbuf *b, const char *field, uint64_t n)
@@ -1875,7 +1946,7 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
 #define STEP()                                                                                     \
     do {                                                                                           \
         if (b.count >= TRACE_ARGS_PER_CALL) {                                                      \
-            r = trace_send(store, &b, err);                                                        \
+            r = trace_send(store, &b, NULL, err);                                                  \
             if (r < 0)                                                                             \
                 goto out;                                                                          \
             b.count = 0;                                                                           \
@@ -1945,7 +2016,15 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         trace_stat(&b, "no_timestamp", stats->no_timestamp);
         trace_stat(&b, "pending_dropped", stats->pending_dropped);
     }
-    r = trace_send(store, &b, err); /* also with no records: calls whose wait is over are due */
+    /* also with no records: calls whose wait is over and minutes to roll up are due */
+    long long rolled = 0;
+    r = trace_send(store, &b, &rolled, err);
+    for (int i = 0; r == 0 && rolled == TRACE_ROLLS_PER_CALL && i < TRACE_ROLL_CALLS; i++) {
+        b.count = 0;
+        b.len = 0;
+        trace_header(&b, now_ms, join_wait_ms);
+        r = trace_send(store, &b, &rolled, err);
+    }
 out:
     arg_free(&b);
     return r;
@@ -2155,6 +2234,73 @@ static int peers_out(struct peer_table *t, bool incoming, struct store_trace_pee
     return 0;
 }
 
+/* Asks for the m, o and i hashes of app_id's bucket b of res seconds (three replies). */
+static void append_bucket(struct conn *c, const char *app_id, int res, int64_t b)
+{
+    redisAppendCommand(c->ctx, "HGETALL emp:tm:%s:%d:%lld", app_id, res, (long long)b);
+    redisAppendCommand(c->ctx, "HGETALL emp:to:%s:%d:%lld", app_id, res, (long long)b);
+    redisAppendCommand(c->ctx, "HGETALL emp:ti:%s:%d:%lld", app_id, res, (long long)b);
+}
+
+/* Whether a coarse m hash says its minute is rolled up (field R). */
+static bool rolled_up(const redisReply *m)
+{
+    for (size_t j = 0; m->type == REDIS_REPLY_ARRAY && j + 1 < m->elements; j += 2)
+        if (m->element[j]->len == 1 && m->element[j]->str[0] == 'R')
+            return true;
+    return false;
+}
+
+/* Reads n buckets' m, o, i hashes (3 * n replies) into *ret_replies. */
+static int read_buckets(struct store *store, struct conn *c, size_t n, redisReply ***ret_replies,
+                        struct emp_error *err)
+{
+    *ret_replies = calloc(3 * n, sizeof(**ret_replies));
+    if (!*ret_replies) {
+        conn_reset(c); /* the replies must still be read, or the connection is out of step */
+        return -ENOMEM;
+    }
+    int r = pipeline_read(store, c, 3 * n, *ret_replies, err);
+    if (r < 0) {
+        free(*ret_replies);
+        *ret_replies = NULL;
+    }
+    return r;
+}
+
+static void replies_free(redisReply **replies, size_t n)
+{
+    for (size_t i = 0; replies && i < n; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    free(replies);
+}
+
+/* Adds the m, o, i replies of n buckets to a window's sums. */
+static void window_add(struct store_trace_window *w, redisReply **replies, size_t n,
+                       struct dense_hist *latency, struct dense_hist *self,
+                       struct peer_table *out_peers, struct peer_table *in_peers)
+{
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *m = replies[3 * i];
+        for (size_t j = 0; m->type == REDIS_REPLY_ARRAY && j + 1 < m->elements; j += 2) {
+            const char *f = m->element[j]->str, *v = m->element[j + 1]->str;
+            if (strcmp(f, "r") == 0)
+                w->requests += strtoull(v, NULL, 10);
+            else if (strcmp(f, "e") == 0)
+                w->errors += strtoull(v, NULL, 10);
+            else if (f[0] == 'l')
+                dense_add(latency, f + 1, v);
+            else if (f[0] == 's')
+                dense_add(self, f + 1, v);
+        }
+        peers_add(out_peers, replies[3 * i + 1], false);
+        peers_add(in_peers, replies[3 * i + 2], true);
+    }
+}
+
+#define FINE_PER_COARSE (STORE_TRACE_COARSE_S / STORE_TRACE_FINE_S)
+
 int store_trace_window_get(struct store *store, const char *app_id, int64_t end_s, int64_t window_s,
                            int resolution_s, struct store_trace_window *ret, struct emp_error *err)
 {
@@ -2167,44 +2313,39 @@ int store_trace_window_get(struct store *store, const char *app_id, int64_t end_
     int r = conn_get(store, &c, err);
     if (r < 0)
         return r;
-    for (size_t i = 0; i < buckets; i++) {
-        int64_t b = end_s - (int64_t)(i + 1) * resolution_s;
-        redisAppendCommand(c->ctx, "HGETALL emp:tm:%s:%d:%lld", app_id, resolution_s, (long long)b);
-        redisAppendCommand(c->ctx, "HGETALL emp:to:%s:%d:%lld", app_id, resolution_s, (long long)b);
-        redisAppendCommand(c->ctx, "HGETALL emp:ti:%s:%d:%lld", app_id, resolution_s, (long long)b);
-    }
-    redisReply **replies = calloc(3 * buckets, sizeof(*replies));
+    for (size_t i = 0; i < buckets; i++)
+        append_bucket(c, app_id, resolution_s, end_s - (int64_t)(i + 1) * resolution_s);
+    redisReply **replies = NULL, **fine = NULL;
+    size_t fine_buckets = 0;
     struct dense_hist *latency = calloc(1, sizeof(*latency)), *self = calloc(1, sizeof(*self));
-    if (!replies || !latency || !self) {
-        /* the replies must still be read, or the connection is out of step */
+    if (!latency || !self) {
         conn_reset(c);
         r = -ENOMEM;
         goto out;
     }
-    r = pipeline_read(store, c, 3 * buckets, replies, err);
-    if (r < 0) {
-        free(replies);
-        replies = NULL;
+    r = read_buckets(store, c, buckets, &replies, err);
+    if (r < 0)
         goto out;
+    if (resolution_s == STORE_TRACE_COARSE_S) {
+        /* a minute not rolled up yet is in its fine buckets (its coarse ones hold only what came
+         * after its fine ones expired: both count) */
+        for (size_t i = 0; i < buckets; i++) {
+            if (rolled_up(replies[3 * i]))
+                continue;
+            int64_t minute = end_s - (int64_t)(i + 1) * resolution_s;
+            for (int k = 0; k < FINE_PER_COARSE; k++, fine_buckets++)
+                append_bucket(c, app_id, STORE_TRACE_FINE_S, minute + k * STORE_TRACE_FINE_S);
+        }
+        if (fine_buckets) {
+            r = read_buckets(store, c, fine_buckets, &fine, err);
+            if (r < 0)
+                goto out;
+        }
     }
     struct store_trace_window w = {.resolution_s = resolution_s};
     struct peer_table out_peers = {0}, in_peers = {0};
-    for (size_t i = 0; i < buckets; i++) {
-        const redisReply *m = replies[3 * i];
-        for (size_t j = 0; m->type == REDIS_REPLY_ARRAY && j + 1 < m->elements; j += 2) {
-            const char *f = m->element[j]->str, *v = m->element[j + 1]->str;
-            if (strcmp(f, "r") == 0)
-                w.requests += strtoull(v, NULL, 10);
-            else if (strcmp(f, "e") == 0)
-                w.errors += strtoull(v, NULL, 10);
-            else if (f[0] == 'l')
-                dense_add(latency, f + 1, v);
-            else if (f[0] == 's')
-                dense_add(self, f + 1, v);
-        }
-        peers_add(&out_peers, replies[3 * i + 1], false);
-        peers_add(&in_peers, replies[3 * i + 2], true);
-    }
+    window_add(&w, replies, buckets, latency, self, &out_peers, &in_peers);
+    window_add(&w, fine, fine_buckets, latency, self, &out_peers, &in_peers);
     r = dense_to_entries(latency, &w.latency, &w.latency_len);
     if (r == 0)
         r = dense_to_entries(self, &w.self, &w.self_len);
@@ -2219,11 +2360,8 @@ int store_trace_window_get(struct store *store, const char *app_id, int64_t end_
     else
         *ret = w;
 out:
-    if (replies)
-        for (size_t i = 0; i < 3 * buckets; i++)
-            if (replies[i])
-                freeReplyObject(replies[i]);
-    free(replies);
+    replies_free(replies, 3 * buckets);
+    replies_free(fine, 3 * fine_buckets);
     free(latency);
     free(self);
     return r;

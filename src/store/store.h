@@ -202,14 +202,17 @@ int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_er
 
 /* ---- trace metrics ----
  * What the tracing aggregator counted, kept in a mergeable form: every count is added (HINCRBY),
- * so any number of emp-servers may add to the same buckets and any one answers for all. Each count
- * goes into a fine (10 s) and a coarse (60 s) bucket; Redis expires fine buckets after
- * STORE_TRACE_FINE_KEEP_S and coarse ones after STORE_TRACE_COARSE_KEEP_S. */
+ * so any number of emp-servers may add to the same buckets and any one answers for all. Counts go
+ * into fine (10 s) buckets; STORE_TRACE_ROLL_AFTER_S after a minute ends, whichever emp-server
+ * writes next rolls it up into the coarse (60 s) buckets once, and counts later than that go to
+ * both. Redis expires fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones after
+ * STORE_TRACE_COARSE_KEEP_S; a coarse window reads the fine buckets of minutes not rolled up. */
 
 #define STORE_TRACE_FINE_S        10
 #define STORE_TRACE_COARSE_S      60
 #define STORE_TRACE_FINE_KEEP_S   900  /* 15 minutes of 10 s buckets */
 #define STORE_TRACE_COARSE_KEEP_S 7200 /* 2 hours of 60 s buckets */
+#define STORE_TRACE_ROLL_AFTER_S  120  /* a minute is rolled up this long after it ended */
 
 struct agg_batch;
 

@@ -145,6 +145,16 @@ static void commit_done(struct kafka *k, bool all)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+static bool inbox_full(const struct inbox *in)
+{
+    return in->bytes >= in->high || in->head - in->tail >= INBOX_SLOTS / 2;
+}
+
+static bool inbox_low(const struct inbox *in)
+{
+    return in->bytes <= in->low && in->head - in->tail <= INBOX_SLOTS / 4;
+}
+
 /* Retires the oldest messages while they are counted: marks their partitions, frees them. Under
  * inbox.lock. */
 static void retire(struct kafka *k)
@@ -160,9 +170,13 @@ static void retire(struct kafka *k)
         tail++;
     }
     if (tail != in->tail) {
+        bool was_full = in->head - in->tail == INBOX_SLOTS;
         atomic_fetch_add(&k->consumed, tail - in->tail);
         in->tail = tail;
-        pthread_cond_broadcast(&in->room);
+        /* only what someone waits for: a slot for push, low for flow, empty for drain (a wake
+         * for every message cost a context switch each) */
+        if (was_full || inbox_low(in) || in->tail == in->head)
+            pthread_cond_broadcast(&in->room);
     }
 }
 
@@ -199,16 +213,6 @@ static void push(struct kafka *k, rd_kafka_message_t *m)
     in->bytes += m->len;
     pthread_mutex_unlock(&in->lock);
     pthread_cond_signal(&in->work);
-}
-
-static bool inbox_full(const struct inbox *in)
-{
-    return in->bytes >= in->high || in->head - in->tail >= INBOX_SLOTS / 2;
-}
-
-static bool inbox_low(const struct inbox *in)
-{
-    return in->bytes <= in->low && in->head - in->tail <= INBOX_SLOTS / 4;
 }
 
 /* Makes the broker threads that fetch parts look at them again. librdkafka notes a resume only

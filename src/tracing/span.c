@@ -277,23 +277,28 @@ static void invalid(struct span_check *c, const char *why)
     }
 }
 
-static bool parse_hex_id(const char *s, size_t len, uint64_t *hi, uint64_t *lo)
+/* 16 lowercase hex digits. */
+static bool hex16(const char *s, uint64_t *ret)
 {
-    if (len != 16 && len != 32)
-        return false;
-    uint64_t parts[2] = {0, 0};
+    uint64_t v = 0;
     int bad = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (int i = 0; i < 16; i++) {
         int h = lower_hex((unsigned char)s[i]);
         bad |= h;
-        size_t part = len == 32 && i < 16 ? 0 : 1;
-        parts[part] = parts[part] * 16 + (uint64_t)(h & 15);
+        v = v << 4 | (uint64_t)(h & 15);
     }
-    if (bad < 0)
-        return false;
-    *hi = parts[0];
-    *lo = parts[1];
-    return true;
+    *ret = v;
+    return bad >= 0;
+}
+
+/* An id of 16 or 32 lowercase hex digits (the spec's), in two 64-bit halves. */
+static bool parse_hex_id(const char *s, size_t len, uint64_t *hi, uint64_t *lo)
+{
+    if (len == 16) {
+        *hi = 0;
+        return hex16(s, lo);
+    }
+    return len == 32 && hex16(s, hi) && hex16(s + 16, lo);
 }
 
 static bool read_id(struct reader *r, struct span_check *c, bool trace, uint64_t *hi, uint64_t *lo,

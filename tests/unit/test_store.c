@@ -733,6 +733,106 @@ static void test_trace_join_across_consumers(void **state)
     assert_string_equal(out, "0\n");
 }
 
+/* What redis-cli prints for a command (its first line, without the newline). */
+static void cli(struct ctx *c, const char *command, char *out, size_t size)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "redis-cli -s '%s' %s", c->redis.socket_path, command);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    out[0] = '\0';
+    if (!fgets(out, (int)size, f))
+        out[0] = '\0';
+    pclose(f);
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* The coarse and the fine windows of one minute of id-web, compared; returns its requests. */
+static uint64_t same_minute(struct ctx *c, int64_t minute)
+{
+    struct emp_error err = {0};
+    struct store_trace_window fine, coarse;
+    assert_int_equal(store_trace_window_get(c->store, "id-web", minute + 60, 60, 10, &fine, &err),
+                     0);
+    assert_int_equal(store_trace_window_get(c->store, "id-web", minute + 60, 60, 60, &coarse, &err),
+                     0);
+    assert_same_window(&fine, &coarse);
+    uint64_t requests = coarse.requests;
+    store_trace_window_free(&fine);
+    store_trace_window_free(&coarse);
+    return requests;
+}
+
+/* Spans of one minute (n of them from first, 100 ms apart, each with a call to alice/db) counted
+ * by one consumer and written at now_ms. */
+static void write_minute(struct ctx *c, int64_t minute, int first, int n, int64_t now_ms)
+{
+    struct agg *a = trace_agg();
+    for (int i = first; i < first + n; i++) {
+        int64_t ts = minute * 1000000 + (int64_t)(i % 600) * 100000;
+        struct span s = fixture_span(5000 + (uint64_t)i, 1, 0, SPAN_SERVER, "alice/web", NULL, ts,
+                                     (i % 90 + 1) * 1000);
+        struct span call = fixture_span(5000 + (uint64_t)i, 2, 1, SPAN_CLIENT, "alice/web",
+                                        "alice/db", ts + 100, (i % 40 + 1) * 100);
+        struct span served = fixture_span(5000 + (uint64_t)i, 3, 2, SPAN_SERVER, "alice/db", NULL,
+                                          ts + 150, (i % 40 + 1) * 100 - 50);
+        struct span all[] = {s, call, served};
+        agg_add(a, all, 3, now_ms * 1000);
+    }
+    trace_flush(c->store, a, now_ms, 1000);
+    agg_free(a);
+}
+
+/* A minute's counts go to its fine buckets only; STORE_TRACE_ROLL_AFTER_S after it ended the next
+ * write rolls it up into its coarse buckets once; what comes later goes to both. Its coarse window
+ * equals its fine one all along, to the last histogram bucket. */
+static void test_trace_roll_up(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t minute = now_s - now_s % 60 - 240; /* four minutes ago: its keys are kept */
+    char key[128], out[64];
+    snprintf(key, sizeof(key), "emp:tm:id-web:60:%lld", (long long)minute);
+    int64_t before_ms = (minute + 70) * 1000; /* 10 s after the minute: not due */
+    int64_t due_ms = (minute + 60 + STORE_TRACE_ROLL_AFTER_S + 1) * 1000;
+
+    write_minute(c, minute, 0, 300, before_ms);
+    write_minute(c, minute, 300, 300, before_ms); /* two flushes, as the counts arrive */
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "EXISTS %s", key);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, "0");                 /* nothing written coarse yet */
+    assert_int_equal(same_minute(c, minute), 600); /* the coarse window reads the fine buckets */
+
+    struct emp_error err = {0};
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, due_ms, 1000, &err), 0);
+    snprintf(cmd, sizeof(cmd), "HGET %s r", key);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, "600"); /* rolled up */
+    snprintf(cmd, sizeof(cmd), "HGET %s R", key);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, "1");
+    snprintf(cmd, sizeof(cmd), "HGET emp:to:id-web:60:%lld c:alice/db", (long long)minute);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, "600");
+    snprintf(cmd, sizeof(cmd), "HGET emp:ti:id-db:60:%lld c:id-web", (long long)minute);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, "600"); /* the callee's minute too */
+    assert_int_equal(same_minute(c, minute), 600);
+
+    /* once only, however often writes come; late counts go to both buckets */
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, due_ms + 5000, 1000, &err), 0);
+    write_minute(c, minute, 600, 30, due_ms + 10000);
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, due_ms + 20000, 1000, &err), 0);
+    snprintf(cmd, sizeof(cmd), "HGET %s r", key);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, "630");
+    assert_int_equal(same_minute(c, minute), 630);
+    snprintf(cmd, sizeof(cmd), "ZSCORE emp:troll id-web:%lld", (long long)minute);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, ""); /* nothing left to roll up */
+}
+
 /* Buckets expire: Redis drops fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones later. */
 static void test_trace_buckets_expire(void **state)
 {
@@ -772,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_trace_counts_add_up),
         cmocka_unit_test(test_trace_join_across_consumers),
         cmocka_unit_test(test_trace_buckets_expire),
+        cmocka_unit_test(test_trace_roll_up),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
