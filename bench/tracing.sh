@@ -171,7 +171,7 @@ step "starting emp-kafka-mock and redis-server in $WORK; 1,000 apps of 100 users
 # the mock serves until its stdin closes: a fifo whose writing end only this script holds, so it
 # ends with the script however the script ends
 mkfifo "$WORK/kafka.fifo"
-"$MOCK" --topic "zipkin-live:$PARTITIONS" --topic "zipkin-hour:$PARTITIONS" --topic zipkin-empty:1 \
+"$MOCK" --topic "zipkin-live:$PARTITIONS" --topic "zipkin-hour:$PARTITIONS" \
   <"$WORK/kafka.fifo" >"$WORK/kafka.out" 2>"$WORK/kafka.err" &
 PIDS+=($!)
 # shellcheck disable=SC2034 # held open, never written
@@ -202,7 +202,6 @@ generate "$WORK/live.jsonl" $((NOW_US - 60000000)) 60000000 "$KAFKA_SPANS"
 LIVE_MESSAGES=$GEN_MESSAGES LIVE_SPANS=$GEN_SPANS
 LIVE_MB=$(calc "$(stat -c %s "$WORK/live.jsonl") / 1048576" 0)
 produce zipkin-live "$WORK/live.jsonl"
-produce zipkin-empty <(head -n 1 "$WORK/live.jsonl")
 say "   $LIVE_SPANS spans in $LIVE_MESSAGES messages, $LIVE_MB MiB, in topic zipkin-live"
 
 KAFKA_PHASE=$(cpu_mark)
@@ -219,37 +218,47 @@ KAFKA_HWM_MIB=$(calc "$(vm_kib "$(cat "$A/pid")" VmHWM) / 1024")
 wait_stored "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS" || say "   NOTE: the store has $T_STORED of the spans after 60 s"
 stop_pid "$(cat "$A/pid")"
 
-step "kcat -C -o beginning -e -q reading zipkin-live to /dev/null, $KCAT_ROUNDS rounds"
-kcat_run() { # TOPIC NAME: one read; sets KCAT_S (wall) and KCAT_CPU (s), from `times`
-  local t0
-  now_us
-  t0=$NOW_US
+step "kcat -C -o beginning -e -q reading zipkin-live, $KCAT_ROUNDS rounds"
+# TOPIC NAME: one read by kcat, printing each message's offset (a line a message: kcat takes and
+# walks every message, as emp-server's consumer does, and hands on next to nothing) into this
+# shell, which notes when the first line came and when the last had; sets KCAT_S (first message
+# to the end: kcat's start and group-less metadata round are not part of it, as emp-server's
+# group join is not part of its rate) and KCAT_CPU (s, from `times`)
+kcat_run() {
+  local fifo=$WORK/kcat-$2.fifo t0 t1 pid
+  mkfifo "$fifo"
   (
-    kcat -C -b "$BROKERS" -t "$1" -o beginning -e -q -X fetch.message.max.bytes=16777216 >/dev/null \
-      2>"$WORK/kcat-$2.err" || exit 1
+    kcat -C -b "$BROKERS" -t "$1" -o beginning -e -q -f '%o\n' -X fetch.message.max.bytes=16777216 \
+      >"$fifo" 2>"$WORK/kcat-$2.err" || exit 1
     times >"$WORK/kcat-$2.times"
-  ) || die "kcat -C failed: $(cat "$WORK/kcat-$2.err")"
-  now_us
-  KCAT_S=$(calc "($NOW_US - $t0) / 1000000" 3)
+  ) &
+  pid=$!
+  {
+    read -r _ || true
+    now_us
+    t0=$NOW_US
+    cat >/dev/null
+    now_us
+    t1=$NOW_US
+  } <"$fifo"
+  wait "$pid" || die "kcat -C failed: $(cat "$WORK/kcat-$2.err")"
+  KCAT_S=$(calc "($t1 - $t0) / 1000000" 3)
   KCAT_CPU=$(awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] }
     printf "%.3f\n", n }' "$WORK/kcat-$2.times")
 }
-kcat_s=() kcat_start=() kcat_cpu=()
+kcat_s=() kcat_cpu=()
 for ((r = 1; r <= KCAT_ROUNDS; r++)); do
-  kcat_run zipkin-empty "start-$r" # what a read costs with nothing to read: start, metadata, first fetch
-  kcat_start+=("$KCAT_S")
   kcat_run zipkin-live "live-$r"
   kcat_s+=("$KCAT_S") kcat_cpu+=("$KCAT_CPU")
-  say "   round $r: ${KCAT_S}s (CPU ${KCAT_CPU}s); a read of one message ${kcat_start[-1]}s"
+  say "   round $r: ${KCAT_S}s from the first message to the last (CPU ${KCAT_CPU}s)"
 done
 KCAT_S=$(median 3 "${kcat_s[@]}")
-KCAT_START_S=$(median 3 "${kcat_start[@]}")
 KCAT_CPU=$(median 3 "${kcat_cpu[@]}")
-# kcat's own start is not part of its reading, as emp-server's group join is not part of its
-KCAT_RATE=$(calc "$LIVE_SPANS / max($KCAT_S - $KCAT_START_S, 0.001)" 0)
+# the spans after the first message, over the time from it to the last
+KCAT_RATE=$(calc "($LIVE_SPANS - $PER_MESSAGE) / max($KCAT_S, 0.001)" 0)
 KCAT_PER_CORE=$(calc "$LIVE_SPANS / max($KCAT_CPU, 0.01)" 0)
 KAFKA_RATIO=$(calc "$KAFKA_RATE / $KCAT_RATE")
-say "   kcat: $KCAT_RATE spans/s (median ${KCAT_S}s less ${KCAT_START_S}s of start), $KCAT_PER_CORE spans/s per core"
+say "   kcat: $KCAT_RATE spans/s (median ${KCAT_S}s), $KCAT_PER_CORE spans/s per core"
 say "   emp-server / kcat: $KAFKA_RATIO"
 KAFKA_OTHER=$(other_pct "$KAFKA_PHASE")
 
@@ -345,11 +354,24 @@ for ((i = 0; i < 12 && JOIN_KEYS > 0; i++)); do
 done
 MEM2=$(used_memory "$B")
 REDIS_KIB=$(calc "($MEM2 - $MEM0) / $SERVICES / 1024" 1)
-# exact, not only fast: the requests in the store (the 1 min buckets, all kept) are the SERVER
-# spans sent, each counted once
+# exact, not only fast: the requests in the store are the SERVER spans sent, each counted once.
+# Read as a 1 min window reads them: every 1 min bucket (a minute not rolled up yet holds only
+# what came after its 10 s buckets expired), and the 10 s buckets of the minutes not rolled up
 SENT_REQUESTS=$(grep -o '"kind":"SERVER"' "$WORK/hour.jsonl" | wc -l)
-STORED_REQUESTS=$(rcli "$B" --scan --pattern 'emp:tm:*:60:*' | awk '{ print "HGET", $1, "r" }' |
-  rcli "$B" | awk '{ n += $1 } END { printf "%d\n", n }')
+# shellcheck disable=SC2016 # Lua, not shell
+STORED_REQUESTS=$(rcli "$B" EVAL '
+  local n = 0
+  for _, k in ipairs(redis.call("KEYS", "emp:tm:*:60:*")) do
+    n = n + tonumber(redis.call("HGET", k, "r") or "0")
+  end
+  for _, k in ipairs(redis.call("KEYS", "emp:tm:*:10:*")) do
+    local app, b = string.match(k, "^emp:tm:(.+):10:(%d+)$")
+    local minute = tonumber(b) - tonumber(b) % 60
+    if redis.call("HEXISTS", "emp:tm:" .. app .. ":60:" .. minute, "R") == 0 then
+      n = n + tonumber(redis.call("HGET", k, "r") or "0")
+    end
+  end
+  return n' 0)
 say "   emp-server counted them at $HOUR_RATE spans/s ($HOUR_PER_CORE per core of its CPU); redis-server's CPU meanwhile $(calc "($redis1 - $redis0) / $CLK_TCK" 1)s"
 say "   emp-server peak RSS (VmHWM): $HWM_START_MIB MiB once started, $RSS_MIB MiB after; RSS now $(calc "$(vm_kib "$B_PID" VmRSS) / 1024") MiB"
 say "   Redis used_memory $MEM0 before, $MEM1 once all were stored: $REDIS_NOW_KIB KiB per service, with"
@@ -406,8 +428,8 @@ Spans: tests/tracing/spans.py traces (server, client, callee's server span) of $
   pairs, $PER_MESSAGE spans a message or POST; emp-server --log-level warn --reconcile-workers 0.
 Kafka: $LIVE_SPANS spans ($LIVE_MB MiB) stamped over the last minute in emp-kafka-mock (librdkafka's mock
   cluster, $PARTITIONS partitions); emp-server's rate from the first span counted to the last (the
-  group join before is left out), kcat's from its median of $KCAT_ROUNDS reads less its start (a read of
-  one message).
+  group join before is left out), kcat's from the first message to the last (median of $KCAT_ROUNDS
+  reads, kcat -f '%o\\n' into a shell that notes the times).
 HTTP: wrk -t$THREADS -c$CONNECTIONS -d${HTTP_DURATION}s, median of $HTTP_ROUNDS rounds, $HTTP_BODIES bodies in turn.
 Memory: a fresh emp-server and Redis, $HOUR_SPANS spans stamped over the last hour (--trace-lateness 2h);
   Redis used_memory after less before (the apps already there), divided by $SERVICES services.
