@@ -219,30 +219,32 @@ wait_stored "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS" || say "   NOTE
 stop_pid "$(cat "$A/pid")"
 
 step "kcat -C -o beginning -e -q reading zipkin-live, $KCAT_ROUNDS rounds"
-# TOPIC NAME: one read by kcat, printing each message's offset (a line a message: kcat takes and
-# walks every message, as emp-server's consumer does, and hands on next to nothing) into this
-# shell, which notes when the first line came and when the last had; sets KCAT_S (first message
-# to the end: kcat's start and group-less metadata round are not part of it, as emp-server's
-# group join is not part of its rate) and KCAT_CPU (s, from `times`)
+# TOPIC NAME: one read by kcat, printing each message's offset unbuffered (a line a message: kcat
+# takes and walks every message, as emp-server's consumer does, and hands on next to nothing) to
+# a reader that notes when the first line came and when the last did; sets KCAT_S (first message
+# to last: kcat's start and its wait for the end of every partition are not part of it, as
+# emp-server's group join is not part of its rate) and KCAT_CPU (s, from `times`)
 kcat_run() {
-  local fifo=$WORK/kcat-$2.fifo t0 t1 pid
+  local fifo=$WORK/kcat-$2.fifo pid times
   mkfifo "$fifo"
   (
-    kcat -C -b "$BROKERS" -t "$1" -o beginning -e -q -f '%o\n' -X fetch.message.max.bytes=16777216 \
-      >"$fifo" 2>"$WORK/kcat-$2.err" || exit 1
+    kcat -C -b "$BROKERS" -t "$1" -o beginning -e -q -u -f '%o\n' \
+      -X fetch.message.max.bytes=16777216 >"$fifo" 2>"$WORK/kcat-$2.err" || exit 1
     times >"$WORK/kcat-$2.times"
   ) &
   pid=$!
-  {
-    read -r _ || true
-    now_us
-    t0=$NOW_US
-    cat >/dev/null
-    now_us
-    t1=$NOW_US
-  } <"$fifo"
+  times=$("$PYTHON" -c '
+import os, time
+first = last = None
+while True:
+    data = os.read(0, 1 << 20)
+    if not data:
+        break
+    last = time.monotonic_ns() // 1000
+    first = first or last
+print(first or 0, last or 0)' <"$fifo")
   wait "$pid" || die "kcat -C failed: $(cat "$WORK/kcat-$2.err")"
-  KCAT_S=$(calc "($t1 - $t0) / 1000000" 3)
+  KCAT_S=$(calc "(${times#* } - ${times% *}) / 1000000" 3)
   KCAT_CPU=$(awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] }
     printf "%.3f\n", n }' "$WORK/kcat-$2.times")
 }
@@ -429,7 +431,7 @@ Spans: tests/tracing/spans.py traces (server, client, callee's server span) of $
 Kafka: $LIVE_SPANS spans ($LIVE_MB MiB) stamped over the last minute in emp-kafka-mock (librdkafka's mock
   cluster, $PARTITIONS partitions); emp-server's rate from the first span counted to the last (the
   group join before is left out), kcat's from the first message to the last (median of $KCAT_ROUNDS
-  reads, kcat -f '%o\\n' into a shell that notes the times).
+  reads, kcat -u -f '%o\\n' into a reader that notes the times).
 HTTP: wrk -t$THREADS -c$CONNECTIONS -d${HTTP_DURATION}s, median of $HTTP_ROUNDS rounds, $HTTP_BODIES bodies in turn.
 Memory: a fresh emp-server and Redis, $HOUR_SPANS spans stamped over the last hour (--trace-lateness 2h);
   Redis used_memory after less before (the apps already there), divided by $SERVICES services.
