@@ -29,6 +29,7 @@
 
 /* What a service name was found to be. */
 struct resolved {
+    uint64_t hash; /* of service */
     char service[2 * NAMES_LABEL_MAX + 2];
     char app_id[AGG_ID_MAX]; /* "" when it is no app */
     int64_t until_ms;
@@ -57,9 +58,31 @@ struct collector {
     atomic_llong done_before_ms;
 };
 
-/* "USERNAME/APPNAME" is the app APPNAME of USERNAME. Under resolve_lock. */
-static bool resolve_locked(struct collector *c, const char *service, char *ret_id)
+/* "USERNAME/APPNAME" is the app APPNAME of USERNAME, as known at now (time_mono_ms()). Under
+ * resolve_lock. */
+static bool resolve_locked(struct collector *c, const char *service, int64_t now, char *ret_id)
 {
+    /* a set of RESOLVE_WAYS slots: two services that hash alike do not evict each other (each
+     * eviction is a Redis round trip, for every span of both) */
+    uint64_t hash = emp_hash_text(service);
+    struct resolved *set = &c->resolve_cache[hash & (RESOLVE_SLOTS - RESOLVE_WAYS)];
+    struct resolved *r = &set[0];
+    bool known = false;
+    for (size_t i = 0; i < RESOLVE_WAYS; i++) {
+        if (set[i].hash == hash && strcmp(set[i].service, service) == 0) {
+            r = &set[i];
+            known = true;
+            break;
+        }
+        if (set[i].until_ms < r->until_ms) /* else the one that expires first makes room */
+            r = &set[i];
+    }
+    if (known && r->until_ms > now) {
+        if (!r->app_id[0])
+            return false;
+        memcpy(ret_id, r->app_id, AGG_ID_MAX);
+        return true;
+    }
     const char *slash = strchr(service, '/');
     size_t user_len = slash ? (size_t)(slash - service) : 0;
     if (!slash || user_len == 0 || user_len > NAMES_LABEL_MAX ||
@@ -70,27 +93,7 @@ static bool resolve_locked(struct collector *c, const char *service, char *ret_i
     user[user_len] = '\0';
     if (!names_is_dns_label(user, NAMES_LABEL_MAX) ||
         !names_is_dns_label(slash + 1, NAMES_LABEL_MAX))
-        return false;
-    /* a set of RESOLVE_WAYS slots: two services that hash alike do not evict each other (each
-     * eviction is a Redis round trip, for every span of both) */
-    struct resolved *set =
-        &c->resolve_cache[emp_hash_text(service) & (RESOLVE_SLOTS - RESOLVE_WAYS)];
-    struct resolved *r = &set[0];
-    for (size_t i = 0; i < RESOLVE_WAYS; i++) {
-        if (strcmp(set[i].service, service) == 0) {
-            r = &set[i];
-            break;
-        }
-        if (set[i].until_ms < r->until_ms) /* else the one that expires first makes room */
-            r = &set[i];
-    }
-    int64_t now = time_mono_ms();
-    if (r->until_ms > now && strcmp(r->service, service) == 0) {
-        if (!r->app_id[0])
-            return false;
-        memcpy(ret_id, r->app_id, AGG_ID_MAX);
-        return true;
-    }
+        return false; /* cannot be an app's name: not looked up, not remembered */
     char id[NAMES_UUID_LEN + 1];
     struct emp_error err = {0};
     int rc = store_app_find(c->config.store, user, slash + 1, id, &err);
@@ -98,6 +101,7 @@ static bool resolve_locked(struct collector *c, const char *service, char *ret_i
         return false; /* the store is away: not remembered, asked again next time */
     snprintf(r->service, sizeof(r->service), "%s", service);
     snprintf(r->app_id, sizeof(r->app_id), "%s", rc == 0 ? id : "");
+    r->hash = hash;
     r->until_ms = now + RESOLVE_TTL_MS;
     if (rc < 0)
         return false;
@@ -110,7 +114,7 @@ static bool resolve(void *ctx, const char *service, char *ret_id)
 {
     struct collector *c = ctx;
     pthread_mutex_lock(&c->resolve_lock);
-    bool found = resolve_locked(c, service, ret_id);
+    bool found = resolve_locked(c, service, time_mono_ms(), ret_id);
     pthread_mutex_unlock(&c->resolve_lock);
     return found;
 }
@@ -119,13 +123,11 @@ static bool resolve(void *ctx, const char *service, char *ret_id)
 static void resolve_all(struct collector *c, const struct span *spans, size_t count,
                         char (*ret_ids)[AGG_ID_MAX])
 {
+    int64_t now = time_mono_ms();
     pthread_mutex_lock(&c->resolve_lock);
-    for (size_t i = 0; i < count; i++) {
-        if (i > 0 && strcmp(spans[i].local_service, spans[i - 1].local_service) == 0)
-            memcpy(ret_ids[i], ret_ids[i - 1], AGG_ID_MAX);
-        else if (!resolve_locked(c, spans[i].local_service, ret_ids[i]))
+    for (size_t i = 0; i < count; i++)
+        if (!resolve_locked(c, spans[i].local_service, now, ret_ids[i]))
             ret_ids[i][0] = '\0';
-    }
     pthread_mutex_unlock(&c->resolve_lock);
 }
 
