@@ -117,6 +117,43 @@ static void test_string_limit(void **state)
     assert_non_null(strstr(r.why, "longer than the limit"));
 }
 
+/* A remote service name of len bytes with c at position at (c a quote or backslash is escaped):
+ * every position against the eight-byte words the scanner reads. */
+static struct span_parse_result parse_name_with(size_t len, size_t at, char c, char *name)
+{
+    char extra[256];
+    memset(name, 'a', len);
+    name[len] = '\0';
+    size_t n = (size_t)snprintf(extra, sizeof(extra), ",\"remoteEndpoint\":{\"serviceName\":\"");
+    for (size_t i = 0; i < len; i++) {
+        if (i == at && (c == '"' || c == '\\'))
+            extra[n++] = '\\';
+        extra[n++] = i == at ? c : 'a';
+    }
+    snprintf(extra + n, sizeof(extra) - n, "\"}");
+    if (at < len)
+        name[at] = c;
+    return parse_one(extra);
+}
+
+static void test_string_positions(void **state)
+{
+    char name[64];
+    for (size_t len = 0; len < 40; len++) {
+        for (size_t at = 0; at < len; at++) {
+            assert_int_equal(parse_name_with(len, at, '"', name).spans, 1);
+            assert_string_equal(got[0].remote_service, name);
+            assert_int_equal(parse_name_with(len, at, '\\', name).spans, 1);
+            assert_string_equal(got[0].remote_service, name);
+            assert_true(parse_name_with(len, at, '\t', name).bad_message); /* raw control byte */
+            assert_true(parse_name_with(len, at, '\x01', name).bad_message);
+            assert_int_equal(parse_name_with(len, at, (char)0xc3, name).spans, 1); /* UTF-8 */
+            assert_int_equal(parse_name_with(len, at, ' ', name).spans, 1);
+            assert_string_equal(got[0].remote_service, name);
+        }
+    }
+}
+
 static void test_service_name_limit(void **state)
 {
     char name[SPAN_SERVICE_MAX + 1];
@@ -210,10 +247,10 @@ int main(void)
 {
     room = malloc(SPAN_LIST_MAX * sizeof(*room));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_field),  cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_string_limit), cmocka_unit_test(test_service_name_limit),
-        cmocka_unit_test(test_bad_ids),      cmocka_unit_test(test_bad_messages),
-        cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_every_field),        cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_string_limit),       cmocka_unit_test(test_string_positions),
+        cmocka_unit_test(test_service_name_limit), cmocka_unit_test(test_bad_ids),
+        cmocka_unit_test(test_bad_messages),       cmocka_unit_test(test_bad_fields),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(room);
