@@ -492,6 +492,10 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
          * fetching for a second (librdkafka#2879) */
         set(conf, "queued.max.messages.kbytes", "24576", err) < 0 ||
         set(conf, "fetch.max.bytes", "4194304", err) < 0 ||
+        /* how long a broker may hold a fetch with nothing to answer: partitions resumed while
+         * one is held wait for it (500 ms by default: the last messages of a backlog waited
+         * that long after every resume) */
+        set(conf, "fetch.wait.max.ms", "100", err) < 0 ||
         set(conf, "receive.message.max.bytes", "16777216", err) < 0) {
         rd_kafka_conf_destroy(conf);
         goto fail;
