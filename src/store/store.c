@@ -2328,11 +2328,13 @@ int store_trace_window_get(struct store *store, const char *app_id, int64_t end_
         goto out;
     if (resolution_s == STORE_TRACE_COARSE_S) {
         /* a minute not rolled up yet is in its fine buckets (its coarse ones hold only what came
-         * after its fine ones expired: both count) */
+         * after its fine ones expired: both count), unless they have all expired */
+        int64_t now_s = time_now_ms() / 1000;
         for (size_t i = 0; i < buckets; i++) {
-            if (rolled_up(replies[3 * i]))
-                continue;
             int64_t minute = end_s - (int64_t)(i + 1) * resolution_s;
+            if (rolled_up(replies[3 * i]) ||
+                minute + STORE_TRACE_COARSE_S + STORE_TRACE_FINE_KEEP_S <= now_s)
+                continue;
             for (int k = 0; k < FINE_PER_COARSE; k++, fine_buckets++)
                 append_bucket(c, app_id, STORE_TRACE_FINE_S, minute + k * STORE_TRACE_FINE_S);
         }
