@@ -40,15 +40,12 @@ static bool eat(struct reader *r, char c)
     return false;
 }
 
-/* A lowercase hex digit's value, or -1 (the spec's ids are lowercase hex). */
-static int lower_hex(unsigned char c)
-{
-    if ((unsigned)(c - '0') < 10u)
-        return c - '0';
-    if ((unsigned)(c - 'a') < 6u)
-        return c - 'a' + 10;
-    return -1;
-}
+/* A lowercase hex digit's value plus one; 0 for any other byte (the spec's ids are lowercase hex)
+ */
+static const unsigned char hex_plus_one[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
 
 static int hexval(char c)
 {
@@ -283,7 +280,7 @@ static bool hex16(const char *s, uint64_t *ret)
     uint64_t v = 0;
     int bad = 0;
     for (int i = 0; i < 16; i++) {
-        int h = lower_hex((unsigned char)s[i]);
+        int h = hex_plus_one[(unsigned char)s[i]] - 1;
         bad |= h;
         v = v << 4 | (uint64_t)(h & 15);
     }
