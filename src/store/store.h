@@ -213,6 +213,7 @@ int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_er
 #define STORE_TRACE_FINE_KEEP_S   900  /* 15 minutes of 10 s buckets */
 #define STORE_TRACE_COARSE_KEEP_S 7200 /* 2 hours of 60 s buckets */
 #define STORE_TRACE_ROLL_AFTER_S  120  /* a minute is rolled up this long after it ended */
+#define STORE_TRACE_WRITE_KEEP_S  3600 /* how long the store remembers a write it applied */
 
 struct agg_batch;
 
@@ -224,10 +225,12 @@ struct store_trace_stats {
 
 /* Adds a drained batch (its halves wait in Redis for halves that other consumers drain) and
  * stats (may be NULL). join_wait_ms: how long a call without its server waits for it before it
- * counts as a leaf. Large batches go in several steps, each atomic. */
+ * counts as a leaf. Large batches go in several steps, each atomic. write_id (0: none) names
+ * the write: sent again with the same id (after an error, when some of its steps may have been
+ * applied), each step is applied once, for up to STORE_TRACE_WRITE_KEEP_S. */
 int store_trace_add(struct store *store, const struct agg_batch *batch,
-                    const struct store_trace_stats *stats, int64_t now_ms, int64_t join_wait_ms,
-                    struct emp_error *err);
+                    const struct store_trace_stats *stats, uint64_t write_id, int64_t now_ms,
+                    int64_t join_wait_ms, struct emp_error *err);
 int store_trace_stats_get(struct store *store, struct store_trace_stats *ret_stats,
                           struct emp_error *err);
 

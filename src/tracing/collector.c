@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "aggregate.h"
 #include "emp/hash.h"
@@ -35,6 +37,14 @@ struct resolved {
     int64_t until_ms;
 };
 
+/* A batch on its way to the store, with the stats it carries and the id of its write: sent
+ * again after an error, the store applies each of its steps once. */
+struct unsent {
+    struct agg_batch batch;
+    struct store_trace_stats stats;
+    uint64_t write_id;
+};
+
 struct collector {
     struct collector_config config;
     pthread_mutex_t lock; /* the aggregator, the counters, the unsent batches */
@@ -44,8 +54,9 @@ struct collector {
     struct collector_counters counters;
     struct store_trace_stats stats_unsent; /* counted, not yet added to the store */
     struct agg_counters agg_seen;          /* the aggregator's counters at the last flush */
-    struct agg_batch unsent[UNSENT_MAX];   /* the flusher's (under flush_lock) */
+    struct unsent unsent[UNSENT_MAX];      /* the flusher's (under flush_lock) */
     size_t unsent_count;
+    uint64_t next_write_id;
     /* what ingestion drained because the aggregator filled up while the flusher was writing to
      * the store; the flusher takes them over every round (under lock) */
     struct agg_batch parked[PARKED_MAX];
@@ -267,12 +278,12 @@ static void take_agg_counters(struct collector *c)
 static void queue_unsent(struct collector *c, struct agg_batch *batch)
 {
     if (c->unsent_count == UNSENT_MAX) {
-        agg_batch_free(&c->unsent[0]);
+        agg_batch_free(&c->unsent[0].batch);
         memmove(&c->unsent[0], &c->unsent[1], (UNSENT_MAX - 1) * sizeof(c->unsent[0]));
         c->unsent_count--;
         c->counters.dropped_batches++;
     }
-    c->unsent[c->unsent_count++] = *batch;
+    c->unsent[c->unsent_count++] = (struct unsent){.batch = *batch, .write_id = c->next_write_id++};
 }
 
 /* One flush: finish the joins that are due (all, when force), drain, and add every batch not yet
@@ -291,35 +302,28 @@ static int flush(struct collector *c, bool force, struct emp_error *err)
     struct agg_batch batch;
     agg_drain(c->agg, &batch);
     queue_unsent(c, &batch);
-    struct store_trace_stats stats = c->stats_unsent;
+    /* the stats go with this round's last batch: sent again with it if need be, and applied
+     * once with it */
+    c->unsent[c->unsent_count - 1].stats = c->stats_unsent;
     memset(&c->stats_unsent, 0, sizeof(c->stats_unsent));
     c->counters.pending = agg_pending(c->agg);
     pthread_mutex_unlock(&c->lock);
 
-    /* the store is written outside the lock: ingestion goes on meanwhile */
+    /* the store is written outside the lock: ingestion goes on meanwhile. A batch that failed
+     * is sent again with the same write id, so the steps of it that had been applied are not
+     * applied again */
     int r = 0;
     size_t sent = 0;
     for (; sent < c->unsent_count; sent++) {
-        r = store_trace_add(c->config.store, &c->unsent[sent], sent == 0 ? &stats : NULL,
-                            time_now_ms(), c->config.join_wait_ms, err);
+        struct unsent *u = &c->unsent[sent];
+        r = store_trace_add(c->config.store, &u->batch, &u->stats, u->write_id, time_now_ms(),
+                            c->config.join_wait_ms, err);
         if (r < 0)
             break;
     }
     pthread_mutex_lock(&c->lock);
-    if (r < 0 && sent == 0) { /* the stats were not added either: again next time */
-        struct store_trace_stats *st = &c->stats_unsent;
-        st->messages += stats.messages;
-        st->bad_messages += stats.bad_messages;
-        st->spans += stats.spans;
-        st->bad_spans += stats.bad_spans;
-        st->unknown_service += stats.unknown_service;
-        st->too_late += stats.too_late;
-        st->too_early += stats.too_early;
-        st->no_timestamp += stats.no_timestamp;
-        st->pending_dropped += stats.pending_dropped;
-    }
     for (size_t i = 0; i < sent; i++)
-        agg_batch_free(&c->unsent[i]);
+        agg_batch_free(&c->unsent[i].batch);
     memmove(&c->unsent[0], &c->unsent[sent], (c->unsent_count - sent) * sizeof(c->unsent[0]));
     c->unsent_count -= sent;
     c->counters.unsent_batches = c->unsent_count;
@@ -387,6 +391,10 @@ int collector_new(const struct collector_config *config, struct collector **ret,
     if (!c)
         return -ENOMEM;
     c->config = *config;
+    /* write ids: random, so that those of emp-servers sharing a Redis do not meet */
+    if (getrandom(&c->next_write_id, sizeof(c->next_write_id), 0) != sizeof(c->next_write_id))
+        c->next_write_id = (uint64_t)time_now_ms() << 20 ^ (uint64_t)getpid();
+    c->next_write_id |= 1;
     if (c->config.lateness_s <= 0)
         c->config.lateness_s = 600;
     if (c->config.future_s <= 0)
@@ -448,7 +456,7 @@ void collector_free(struct collector *c)
                  log_quote(why, sizeof(why), err.message));
     }
     for (size_t i = 0; i < c->unsent_count; i++)
-        agg_batch_free(&c->unsent[i]);
+        agg_batch_free(&c->unsent[i].batch);
     agg_free(c->agg);
     free(c->resolve_cache);
     pthread_cond_destroy(&c->wake);

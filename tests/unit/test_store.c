@@ -568,7 +568,7 @@ static void trace_flush(struct store *store, struct agg *a, int64_t now_ms, int6
     struct agg_batch b;
     assert_int_equal(agg_drain(a, &b), 0);
     struct emp_error err = {0};
-    assert_int_equal(store_trace_add(store, &b, NULL, now_ms, wait_ms, &err), 0);
+    assert_int_equal(store_trace_add(store, &b, NULL, 0, now_ms, wait_ms, &err), 0);
     agg_batch_free(&b);
 }
 
@@ -715,7 +715,7 @@ static void test_trace_join_across_consumers(void **state)
     assert_int_equal(w.incoming[0].calls, 1);
     store_trace_window_free(&w);
     /* once the wait is over (any later write sweeps), the lone call is a leaf to its remote */
-    assert_int_equal(store_trace_add(c->store, NULL, NULL, now_s * 1000 + 2000, 1000, &err), 0);
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, 0, now_s * 1000 + 2000, 1000, &err), 0);
     assert_int_equal(store_trace_window_get(c->store, "id-front", base + 60, 60, 10, &w, &err), 0);
     const struct store_trace_peer *gone = peer(w.outgoing, w.outgoing_len, "alice/gone");
     assert_non_null(gone);
@@ -805,7 +805,7 @@ static void test_trace_roll_up(void **state)
     assert_int_equal(same_minute(c, minute), 600); /* the coarse window reads the fine buckets */
 
     struct emp_error err = {0};
-    assert_int_equal(store_trace_add(c->store, NULL, NULL, due_ms, 1000, &err), 0);
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, 0, due_ms, 1000, &err), 0);
     snprintf(cmd, sizeof(cmd), "HGET %s r", key);
     cli(c, cmd, out, sizeof(out));
     assert_string_equal(out, "600"); /* rolled up */
@@ -821,9 +821,9 @@ static void test_trace_roll_up(void **state)
     assert_int_equal(same_minute(c, minute), 600);
 
     /* once only, however often writes come; late counts go to both buckets */
-    assert_int_equal(store_trace_add(c->store, NULL, NULL, due_ms + 5000, 1000, &err), 0);
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, 0, due_ms + 5000, 1000, &err), 0);
     write_minute(c, minute, 600, 30, due_ms + 10000);
-    assert_int_equal(store_trace_add(c->store, NULL, NULL, due_ms + 20000, 1000, &err), 0);
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, 0, due_ms + 20000, 1000, &err), 0);
     snprintf(cmd, sizeof(cmd), "HGET %s r", key);
     cli(c, cmd, out, sizeof(out));
     assert_string_equal(out, "630");
@@ -831,6 +831,50 @@ static void test_trace_roll_up(void **state)
     snprintf(cmd, sizeof(cmd), "ZSCORE emp:troll id-web:%lld", (long long)minute);
     cli(c, cmd, out, sizeof(out));
     assert_string_equal(out, ""); /* nothing left to roll up */
+}
+
+/* A write sent again with its id (as the collector does after an error, when some of its steps
+ * may have been applied) is applied once, in every one of its steps, stats included; another id
+ * is another write. */
+static void test_trace_write_once(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t ts = (now_s - 30) * 1000000;
+    struct agg *a = trace_agg();
+    enum { APPS = 3000 }; /* about 33,000 arguments: several steps */
+    for (int i = 0; i < APPS; i++) {
+        char service[32];
+        snprintf(service, sizeof(service), "alice/once-%d", i);
+        struct span s = fixture_span(90000 + (uint64_t)i, 1, 0, SPAN_SERVER, service, NULL, ts,
+                                     (i % 300 + 1) * 1000);
+        agg_add(a, &s, 1, now_s * 1000000);
+    }
+    agg_tick(a, now_s * 1000000 + 3600000000LL, true);
+    struct agg_batch b;
+    assert_int_equal(agg_drain(a, &b), 0);
+    agg_free(a);
+    struct store_trace_stats stats = {.spans = APPS};
+    struct emp_error err = {0};
+    const char *sum = "EVAL \"local n = 0 for _, k in ipairs(redis.call('KEYS', "
+                      "'emp:tm:id-once-*:10:*')) do n = n + redis.call('HGET', k, 'r') end "
+                      "return n\" 0";
+    char out[64], before[64];
+    cli(c, "HGET emp:tstat spans", before, sizeof(before));
+    long long spans_before = atoll(before);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_trace_add(c->store, &b, &stats, 0x5eed, now_s * 1000, 1000, &err),
+                         0);
+    cli(c, sum, out, sizeof(out));
+    assert_string_equal(out, "3000");
+    cli(c, "HGET emp:tstat spans", out, sizeof(out));
+    assert_int_equal(atoll(out) - spans_before, APPS);
+    cli(c, "KEYS emp:tw:0000000000005eed:3", out, sizeof(out));
+    assert_string_equal(out, "emp:tw:0000000000005eed:3"); /* it went in four steps or more */
+    assert_int_equal(store_trace_add(c->store, &b, NULL, 0x5eee, now_s * 1000, 1000, &err), 0);
+    cli(c, sum, out, sizeof(out));
+    assert_string_equal(out, "6000");
+    agg_batch_free(&b);
 }
 
 /* Buckets expire: Redis drops fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones later. */
@@ -873,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_trace_join_across_consumers),
         cmocka_unit_test(test_trace_buckets_expire),
         cmocka_unit_test(test_trace_roll_up),
+        cmocka_unit_test(test_trace_write_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
