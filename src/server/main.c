@@ -270,6 +270,14 @@ int main(int argc, char **argv)
     };
     if (apps_new(store, cluster, &apps_config, &apps) < 0)
         goto out;
+    long long adopted = 0;
+    struct emp_error adopt_err = {0};
+    if (store_trace_adopt(store, time_now_ms(), &adopted, &adopt_err) < 0)
+        log_warn("trace minutes written before roll-ups were not marked", "error=\"%s\"",
+                 adopt_err.message);
+    else if (adopted > 0)
+        log_info("trace minutes written before roll-ups marked as rolled up", "minutes=%lld",
+                 adopted);
     struct collector_config collector_config = {
         .store = store,
         .lateness_s = config.trace_lateness_s,

@@ -80,6 +80,7 @@ enum script_id {
     SCRIPT_NODE_CLAIM,
     SCRIPT_NODE_RELEASE,
     SCRIPT_TRACE_ADD,
+    SCRIPT_TRACE_ADOPT,
     SCRIPT__COUNT
 };
 
@@ -418,6 +419,18 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "return {joined, waits, leaves, #due_rolls}\n",
     /* clang-format on */
     /* clang-format on */
+    /* No KEYS. ARGV: coarse keep_s, then app minute...: each minute marked rolled up (R) unless
+     * it is already. Returns how many were marked. */
+    [SCRIPT_TRACE_ADOPT] =
+        "local n = 0\n"
+        "for i = 2, #ARGV, 2 do\n"
+        "  local m = 'emp:tm:' .. ARGV[i] .. ':60:' .. ARGV[i + 1]\n"
+        "  if redis.call('HSETNX', m, 'R', '1') == 1 then\n"
+        "    redis.call('EXPIREAT', m, tonumber(ARGV[i + 1]) + 60 + tonumber(ARGV[1]))\n"
+        "    n = n + 1\n"
+        "  end\n"
+        "end\n"
+        "return n\n",
     /* KEYS: lease. ARGV: holder, lease_ms */
     [SCRIPT_RECON_RENEW] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
                            "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -2046,6 +2059,69 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
     }
 out:
     arg_free(&b);
+    return r;
+}
+
+int store_trace_adopt(struct store *store, int64_t now_ms, long long *ret_marked,
+                      struct emp_error *err)
+{
+    /* a minute whose 1 min buckets exist while all its 10 s buckets are kept was written by an
+     * emp-server that wrote every count to both (this one writes 1 min buckets of such a minute
+     * only once it is rolled up, and then marks it): it is whole, and marked as rolled up */
+    int64_t newest_gone = now_ms / 1000 - STORE_TRACE_FINE_KEEP_S - STORE_TRACE_FINE_S;
+    char cursor[32] = "0";
+    long long marked = 0;
+    int r = 0;
+    do {
+        redisReply *reply;
+        r = commandf(store, &reply, err, "SCAN %s MATCH emp:t?:*:60:* COUNT 1000", cursor);
+        if (r < 0)
+            break;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+            reply->element[0]->type != REDIS_REPLY_STRING ||
+            reply->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            return emp_error_set(err, -EPROTO, EMP_ERR_STORE_UNAVAILABLE, NULL,
+                                 "Redis answered SCAN with something else than a page of keys");
+        }
+        snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
+        struct argbuf b = {0};
+        arg_int(&b, STORE_TRACE_COARSE_KEEP_S);
+        const redisReply *keys = reply->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *k = keys->element[i]->str; /* emp:t{m|o|i}:{app}:60:{minute} */
+            const char *res = strstr(k, ":60:");
+            if (keys->element[i]->len < 7 || !res || !strchr("moi", k[5]) || k[6] != ':')
+                continue;
+            long long minute = strtoll(res + 4, NULL, 10);
+            if (minute <= newest_gone || minute % STORE_TRACE_COARSE_S)
+                continue; /* its first 10 s bucket is gone: a count may be in the 1 min one only */
+            arg_add(&b, k + 7, (size_t)(res - (k + 7)));
+            arg_int(&b, minute);
+        }
+        freeReplyObject(reply);
+        if (b.count > 1) {
+            const char **argv = malloc(b.count * sizeof(*argv));
+            if (!argv || b.oom) {
+                free(argv);
+                arg_free(&b);
+                return -ENOMEM;
+            }
+            for (size_t i = 0; i < b.count; i++)
+                argv[i] = b.text + b.offsets[i];
+            redisReply *done;
+            r = script(store, SCRIPT_TRACE_ADOPT, &done, err, 0, (int)b.count, argv, b.lens);
+            free(argv);
+            if (r == 0) {
+                if (done->type == REDIS_REPLY_INTEGER)
+                    marked += done->integer;
+                freeReplyObject(done);
+            }
+        }
+        arg_free(&b);
+    } while (r == 0 && strcmp(cursor, "0") != 0);
+    if (ret_marked)
+        *ret_marked = marked;
     return r;
 }
 

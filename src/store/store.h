@@ -231,6 +231,11 @@ struct store_trace_stats {
 int store_trace_add(struct store *store, const struct agg_batch *batch,
                     const struct store_trace_stats *stats, uint64_t write_id, int64_t now_ms,
                     int64_t join_wait_ms, struct emp_error *err);
+/* Marks as rolled up the minutes whose 1 min buckets an emp-server from before roll-ups wrote
+ * (it wrote each count to both buckets): run at start, before counting. *ret_marked (may be
+ * NULL): how many. */
+int store_trace_adopt(struct store *store, int64_t now_ms, long long *ret_marked,
+                      struct emp_error *err);
 int store_trace_stats_get(struct store *store, struct store_trace_stats *ret_stats,
                           struct emp_error *err);
 

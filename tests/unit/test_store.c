@@ -877,6 +877,49 @@ static void test_trace_write_once(void **state)
     agg_batch_free(&b);
 }
 
+/* Minutes that an emp-server from before roll-ups wrote to both buckets are marked rolled up at
+ * start, so that a 1 min window does not add their 10 s buckets to them; minutes written the way
+ * this one writes are left alone. */
+static void test_trace_adopt(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t old = now_s - now_s % 60 - 300;
+    char cmd[200], out[64];
+    /* as the old writer left them: the same counts in the 10 s and the 1 min buckets */
+    const char *kinds[][3] = {{"tm", "id-was", "r 5"}, {"ti", "id-callee", "c:id-was 3"}};
+    for (size_t k = 0; k < 2; k++)
+        for (int res = 10; res <= 60; res += 50) {
+            snprintf(cmd, sizeof(cmd), "HINCRBY emp:%s:%s:%d:%lld %s", kinds[k][0], kinds[k][1],
+                     res, (long long)old, kinds[k][2]);
+            cli(c, cmd, out, sizeof(out));
+        }
+    struct emp_error err = {0};
+    struct store_trace_window w;
+    assert_int_equal(store_trace_window_get(c->store, "id-was", old + 60, 60, 60, &w, &err), 0);
+    assert_int_equal(w.requests, 10); /* counted twice until adopted */
+    store_trace_window_free(&w);
+    int64_t mine = old - 120; /* a minute of id-web's no other test writes */
+    write_minute(c, mine, 0, 10, (mine + 70) * 1000); /* this writer's, not rolled up yet */
+
+    long long marked = -1;
+    assert_int_equal(store_trace_adopt(c->store, now_s * 1000, &marked, &err), 0);
+    assert_int_equal(marked, 2); /* id-was's minute, and id-callee's (calls in only) */
+    assert_int_equal(store_trace_window_get(c->store, "id-was", old + 60, 60, 60, &w, &err), 0);
+    assert_int_equal(w.requests, 5);
+    store_trace_window_free(&w);
+    assert_int_equal(store_trace_window_get(c->store, "id-callee", old + 60, 60, 60, &w, &err), 0);
+    assert_int_equal(w.incoming_len, 1);
+    assert_int_equal(w.incoming[0].calls, 3);
+    store_trace_window_free(&w);
+    snprintf(cmd, sizeof(cmd), "HGET emp:tm:id-web:60:%lld R", (long long)mine);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, ""); /* this writer's minute waits for its roll-up */
+    assert_int_equal(same_minute(c, mine), 10);
+    assert_int_equal(store_trace_adopt(c->store, now_s * 1000, &marked, &err), 0);
+    assert_int_equal(marked, 0); /* once */
+}
+
 /* Buckets expire: Redis drops fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones later. */
 static void test_trace_buckets_expire(void **state)
 {
@@ -918,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_trace_buckets_expire),
         cmocka_unit_test(test_trace_roll_up),
         cmocka_unit_test(test_trace_write_once),
+        cmocka_unit_test(test_trace_adopt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
