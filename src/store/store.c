@@ -1932,9 +1932,9 @@ static void trace_header(struct argbuf *b, int64_t now_ms, int64_t join_wait_ms,
     arg_str(b, id);
 }
 
-/* Runs the script with b's arguments; *ret_rolled: the minutes it rolled up (may be NULL). */
-static int trace_send(struct store *s, struct argbuf *b, long long *ret_rolled,
-                      struct emp_error *err)
+/* Runs script id (no KEYS) with b's arguments. */
+static int script_args(struct store *s, enum script_id id, const struct argbuf *b, redisReply **ret,
+                       struct emp_error *err)
 {
     if (b->oom)
         return -ENOMEM;
@@ -1943,9 +1943,17 @@ static int trace_send(struct store *s, struct argbuf *b, long long *ret_rolled,
         return -ENOMEM;
     for (size_t i = 0; i < b->count; i++)
         argv[i] = b->text + b->offsets[i];
-    redisReply *reply;
-    int r = script(s, SCRIPT_TRACE_ADD, &reply, err, 0, (int)b->count, argv, b->lens);
+    int r = script(s, id, ret, err, 0, (int)b->count, argv, b->lens);
     free(argv);
+    return r;
+}
+
+/* Runs the trace script with b's arguments; *ret_rolled: the minutes it rolled up (may be NULL). */
+static int trace_send(struct store *s, struct argbuf *b, long long *ret_rolled,
+                      struct emp_error *err)
+{
+    redisReply *reply;
+    int r = script_args(s, SCRIPT_TRACE_ADD, b, &reply, err);
     if (r < 0)
         return r;
     if (ret_rolled)
@@ -2101,17 +2109,8 @@ int store_trace_adopt(struct store *store, int64_t now_ms, long long *ret_marked
         }
         freeReplyObject(reply);
         if (b.count > 1) {
-            const char **argv = malloc(b.count * sizeof(*argv));
-            if (!argv || b.oom) {
-                free(argv);
-                arg_free(&b);
-                return -ENOMEM;
-            }
-            for (size_t i = 0; i < b.count; i++)
-                argv[i] = b.text + b.offsets[i];
             redisReply *done;
-            r = script(store, SCRIPT_TRACE_ADOPT, &done, err, 0, (int)b.count, argv, b.lens);
-            free(argv);
+            r = script_args(store, SCRIPT_TRACE_ADOPT, &b, &done, err);
             if (r == 0) {
                 if (done->type == REDIS_REPLY_INTEGER)
                     marked += done->integer;

@@ -41,8 +41,8 @@ struct pending {
     uint64_t service_id; /* hash of service, for every role */
     int64_t deadline_us;
     /* what it carries */
-    const char *service; /* the text of names[0]: one pointer per name, so equal names are */
-    const char *remote;  /* the text of names[1], or "" */
+    const char *service; /* the text of names[0] (a name is held once: equal names, equal */
+    const char *remote;  /* pointers); remote: the text of names[1], or "" */
     struct name *names[2];
     uint64_t parent_id;
     int64_t timestamp_us;
@@ -175,18 +175,6 @@ static void name_release(struct agg *a, struct name *n)
     a->free_names = n;
 }
 
-static void unlink_pending(struct agg *a, struct pending *p);
-
-/* Unlinks p and gives its record and names back. */
-static void drop(struct agg *a, struct pending *p)
-{
-    unlink_pending(a, p);
-    name_release(a, p->names[0]);
-    name_release(a, p->names[1]);
-    p->next_in_bucket = a->free_pending;
-    a->free_pending = p;
-}
-
 static void unlink_pending(struct agg *a, struct pending *p)
 {
     struct pending **link =
@@ -204,6 +192,16 @@ static void unlink_pending(struct agg *a, struct pending *p)
     else
         a->newest = p->older;
     a->pending--;
+}
+
+/* Unlinks p and gives its record and names back. */
+static void drop(struct agg *a, struct pending *p)
+{
+    unlink_pending(a, p);
+    name_release(a, p->names[0]);
+    name_release(a, p->names[1]);
+    p->next_in_bucket = a->free_pending;
+    a->free_pending = p;
 }
 
 static void finish(struct agg *a, struct pending *p);
@@ -441,9 +439,8 @@ static void finish(struct agg *a, struct pending *p)
             if (s)
                 hist_add(a, &s->self, (uint64_t)(self > 0 ? self : 0));
         }
-        if (kids) {
+        if (kids)
             drop(a, kids);
-        }
         if (p->twin) {
             p->twin->twin = NULL;
             drop(a, p->twin);

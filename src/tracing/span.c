@@ -40,8 +40,7 @@ static bool eat(struct reader *r, char c)
     return false;
 }
 
-/* A lowercase hex digit's value plus one; 0 for any other byte (the spec's ids are lowercase hex)
- */
+/* A lowercase hex digit's value plus one, 0 for any other byte: ids are lowercase hex */
 static const unsigned char hex_plus_one[256] = {
     ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
     ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
@@ -436,6 +435,11 @@ static bool read_integer_field(struct reader *r, struct span_check *c, int64_t *
  * span itself is valid. */
 static bool read_span(struct reader *r, struct span *s, struct span_check *c)
 {
+    _Static_assert(offsetof(struct span, remote_service) ==
+                           offsetof(struct span, local_service) + SPAN_SERVICE_MAX &&
+                       offsetof(struct span, remote_service) + SPAN_SERVICE_MAX ==
+                           sizeof(struct span),
+                   "the two names end struct span: what comes before them is cleared at once");
     memset(s, 0, offsetof(struct span, local_service)); /* the names: only their first byte */
     s->local_service[0] = s->remote_service[0] = '\0';
     c->ok = true;

@@ -28,8 +28,9 @@ struct span {
     int64_t timestamp_us; /* 0 when absent */
     int64_t duration_us;  /* 0 when absent */
     bool shared;
-    bool error;                           /* tag "error" */
-    int http_status;                      /* tag "http.status_code", 0 when absent */
+    bool error;      /* tag "error" */
+    int http_status; /* tag "http.status_code", 0 when absent */
+    /* the names last: the parser clears what comes before them at once */
     char local_service[SPAN_SERVICE_MAX]; /* localEndpoint.serviceName, lowercased as Zipkin does */
     char remote_service[SPAN_SERVICE_MAX]; /* remoteEndpoint.serviceName, "" when absent */
 };

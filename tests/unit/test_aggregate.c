@@ -259,14 +259,9 @@ static void test_bounded_pending(void **state)
  * 20,000 different uninstrumented services finish early as more come, each counted once. */
 static void test_bounded_names(void **state)
 {
-    struct agg_config config = {.bucket_s = 10,
-                                .lateness_s = 600,
-                                .future_s = 60,
-                                .join_ms = 1000,
-                                .pending_max = 50000,
-                                .resolve = fixture_resolve};
-    struct agg *a;
-    assert_int_equal(agg_new(&config, &a), 0);
+    struct agg_config config = fixture_config(600);
+    config.pending_max = 50000;
+    struct agg *a = fixture_agg_with(&config);
     enum { CALLS = 20000 };
     for (uint64_t t = 1; t <= CALLS; t++) {
         char remote[32];
@@ -295,15 +290,9 @@ static void test_bounded_names(void **state)
  * series with wide histograms ask for a drain long before 22,768 series would. */
 static void test_drains_by_memory(void **state)
 {
-    struct agg_config config = {.bucket_s = 10,
-                                .lateness_s = 600,
-                                .future_s = 60,
-                                .join_ms = 1000,
-                                .pending_max = 1000,
-                                .park_bytes = 64 * 1024,
-                                .resolve = fixture_resolve};
-    struct agg *a;
-    assert_int_equal(agg_new(&config, &a), 0);
+    struct agg_config config = fixture_config(600);
+    config.park_bytes = 64 * 1024;
+    struct agg *a = fixture_agg_with(&config);
     uint64_t id = 1;
     size_t added = 0;
     bool asked = false;

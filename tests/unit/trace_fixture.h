@@ -21,18 +21,28 @@ static bool fixture_resolve(void *ctx, const char *service, char *ret_id)
     return true;
 }
 
-/* 10 s buckets, spans up to lateness_s old, halves joined within 1 s. */
+/* 10 s buckets, spans up to lateness_s old, halves joined within 1 s, 1,000 of them waiting. */
+static struct agg_config fixture_config(int64_t lateness_s)
+{
+    return (struct agg_config){.bucket_s = 10,
+                               .lateness_s = lateness_s,
+                               .future_s = 60,
+                               .join_ms = 1000,
+                               .pending_max = 1000,
+                               .resolve = fixture_resolve};
+}
+
+static struct agg *fixture_agg_with(const struct agg_config *config)
+{
+    struct agg *a;
+    assert_int_equal(agg_new(config, &a), 0);
+    return a;
+}
+
 static struct agg *fixture_agg(int64_t lateness_s)
 {
-    struct agg_config config = {.bucket_s = 10,
-                                .lateness_s = lateness_s,
-                                .future_s = 60,
-                                .join_ms = 1000,
-                                .pending_max = 1000,
-                                .resolve = fixture_resolve};
-    struct agg *a;
-    assert_int_equal(agg_new(&config, &a), 0);
-    return a;
+    struct agg_config config = fixture_config(lateness_s);
+    return fixture_agg_with(&config);
 }
 
 static struct span fixture_span(uint64_t trace, uint64_t id, uint64_t parent, enum span_kind kind,
