@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 struct reader {
     const char *p, *end;
@@ -61,6 +64,28 @@ static int hexval(char c)
 #define KEY_IS(text, len, word)                                                                    \
     ((len) == sizeof(word) - 1 && memcmp(text, word, sizeof(word) - 1) == 0)
 
+/* The first byte from p on that ends a string's plain run: '"', '\\', a control character, or
+ * end. Sixteen bytes at a time where SSE2 is there (every x86-64): a span is mostly strings. */
+static const char *plain_end(const char *p, const char *end)
+{
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    const __m128i control = _mm_set1_epi8(0x1f);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
+        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(_mm_max_epu8(v, control), control));
+        int mask = _mm_movemask_epi8(stop);
+        if (mask)
+            return p + __builtin_ctz((unsigned)mask);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+        p++;
+    return p;
+}
+
 /* Reads a string: *ret points at its text and *ret_len is its (unescaped) length. A string
  * without escapes is not copied (*ret points into the message, not NUL-terminated); one with
  * escapes is decoded into scratch (at most size-1 bytes of it, NUL-terminated; scratch may be NULL
@@ -73,9 +98,7 @@ static bool read_text(struct reader *r, char *scratch, size_t size, const char *
     if (r->p >= r->end || *r->p != '"')
         return fail(r, "a string was expected");
     r->p++;
-    const char *q = r->p;
-    while (q < r->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
-        q++;
+    const char *q = plain_end(r->p, r->end);
     if (q < r->end && *q == '"') {
         size_t n = (size_t)(q - r->p);
         if (n > SPAN_STRING_MAX)
@@ -522,6 +545,8 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
     return true;
 }
 
+#define PREFETCH_AHEAD 1024 /* bytes: about three spans on */
+
 void span_parse_list(const char *buf, size_t len, struct span *spans,
                      void (*deliver)(void *ctx, const struct span *spans, size_t count), void *ctx,
                      struct span_parse_result *ret)
@@ -543,6 +568,11 @@ void span_parse_list(const char *buf, size_t len, struct span *spans,
                 fail(&r, "more spans in one message than the limit");
                 goto bad;
             }
+            /* a message is read once, from memory the cache does not hold: the lines of a span
+             * a few on (some 350 bytes) are asked for before the parse gets there */
+            for (int line = 0; line < 6; line++)
+                if (r.end - r.p > PREFETCH_AHEAD + line * 64)
+                    __builtin_prefetch(r.p + PREFETCH_AHEAD + line * 64);
             struct span_check check;
             if (!read_span(&r, &spans[count], &check))
                 goto bad;
