@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The collector: parse and resolve services to apps outside the lock (each thread has its own room
- * for a message's spans), count under it, flush from a thread of its own. A batch the store did not
+ * for the spans of the messages it counts in one go), count a go's under it at once, flush from a
+ * thread of its own. A batch the store did not
  * take is kept and sent again (a bounded number of them), so that a Redis outage delays counts
  * rather than losing them; while one waits, collector_done_before() does not move, and Kafka
  * offsets are not committed. */
@@ -28,6 +29,7 @@
 #define RESOLVE_TTL_MS 30000      /* how long a service's app (or its absence) is believed */
 #define UNSENT_MAX     32         /* batches kept while the store is unavailable */
 #define PARKED_MAX     2          /* batches drained by ingestion while the flusher is busy */
+#define GO_MESSAGES    64         /* messages counted in one go, at most */
 
 /* What a service name was found to be. */
 struct resolved {
@@ -155,10 +157,12 @@ static void deliver(void *ctx, const struct span *spans, size_t count)
     d->count = count;
 }
 
-/* A thread's room for a message: its spans and their app ids (pages are touched as used) */
+/* A thread's room for the messages it counts in one go: their spans (one message may fill up
+ * what is left past COLLECTOR_BATCH_SPANS) and their app ids; pages are touched as used */
+#define ROOM_SPANS (COLLECTOR_BATCH_SPANS + SPAN_LIST_MAX)
 struct room {
-    struct span spans[SPAN_LIST_MAX];
-    char app_ids[SPAN_LIST_MAX][AGG_ID_MAX];
+    struct span spans[ROOM_SPANS];
+    char app_ids[ROOM_SPANS][AGG_ID_MAX];
 };
 
 static _Thread_local struct room *room;
@@ -208,51 +212,87 @@ void collector_check(const char *buf, size_t len, struct span_parse_result *ret)
     span_parse_list(buf, len, room->spans, ignore, NULL, ret);
 }
 
-void collector_add(struct collector *c, const char *buf, size_t len, struct span_parse_result *ret)
-{
+/* One message of a go: what its parse said, and where its spans lie in the room. */
+struct parsed {
     struct span_parse_result result;
-    if (!ret)
-        ret = &result;
+    size_t first, count;
+};
+
+/* Counts messages[0, count) in goes of about COLLECTOR_BATCH_SPANS spans: parsed and resolved
+ * outside the lock, counted under it in one go. Fills rets[i] (rets may be NULL). */
+static void add_messages(struct collector *c, const struct collector_message *messages,
+                         size_t count, struct span_parse_result *rets)
+{
     if (!thread_room()) {
-        out_of_memory(ret);
+        for (size_t i = 0; rets && i < count; i++)
+            out_of_memory(&rets[i]);
         return;
     }
-    /* parsing needs no lock; the spans are counted under it, in one go */
-    struct delivery d = {0};
-    struct span_parse_result parsed;
-    span_parse_list(buf, len, room->spans, deliver, &d, &parsed);
-    if (d.count)
-        resolve_all(c, d.spans, d.count, room->app_ids);
-    int64_t now_us = time_now_ms() * 1000;
-    pthread_mutex_lock(&c->lock);
-    c->counters.messages++;
-    c->stats_unsent.messages++;
-    if (parsed.bad_message) {
-        c->counters.bad_messages++;
-        c->stats_unsent.bad_messages++;
-    } else {
-        c->counters.spans += parsed.spans;
-        c->counters.bad_spans += parsed.bad_spans;
-        c->stats_unsent.bad_spans += parsed.bad_spans;
-        if (d.count && agg_must_drain(c->agg)) {
-            /* the flusher is behind (writing to the store): what the aggregator holds waits in
-             * a parked batch, so that it never fills up and loses counts; with all of those
-             * taken, this thread waits for the flusher, which takes them every round, whether
-             * the store answers or not */
-            while (c->parked_count == PARKED_MAX && !c->stopping)
-                pthread_cond_wait(&c->unparked, &c->lock);
-            if (c->parked_count < PARKED_MAX)
-                agg_drain(c->agg, &c->parked[c->parked_count++]);
+    struct parsed go[GO_MESSAGES];
+    size_t next = 0;
+    while (next < count) {
+        /* parsing needs no lock: as many messages as fit in the room */
+        size_t n = 0, used = 0;
+        for (; next + n < count && used < COLLECTOR_BATCH_SPANS && n < GO_MESSAGES; n++) {
+            struct delivery d = {0};
+            const struct collector_message *m = &messages[next + n];
+            span_parse_list(m->buf, m->len, room->spans + used, deliver, &d, &go[n].result);
+            go[n].first = used;
+            go[n].count = d.count;
+            used += d.count;
         }
-        if (d.count)
-            agg_add_resolved(c->agg, d.spans, (const char(*)[AGG_ID_MAX])room->app_ids, d.count,
-                             now_us);
+        if (used)
+            resolve_all(c, room->spans, used, room->app_ids);
+        int64_t now_us = time_now_ms() * 1000;
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < n; i++) {
+            const struct parsed *p = &go[i];
+            c->counters.messages++;
+            c->stats_unsent.messages++;
+            if (p->result.bad_message) {
+                c->counters.bad_messages++;
+                c->stats_unsent.bad_messages++;
+                continue;
+            }
+            c->counters.spans += p->result.spans;
+            c->counters.bad_spans += p->result.bad_spans;
+            c->stats_unsent.bad_spans += p->result.bad_spans;
+            if (!p->count)
+                continue;
+            if (agg_must_drain(c->agg)) {
+                /* the flusher is behind (writing to the store): what the aggregator holds waits
+                 * in a parked batch, so that it never fills up and loses counts; with all of
+                 * those taken, this thread waits for the flusher, which takes them every round,
+                 * whether the store answers or not */
+                while (c->parked_count == PARKED_MAX && !c->stopping) {
+                    pthread_cond_signal(&c->wake); /* parked in this go: not yet woken */
+                    pthread_cond_wait(&c->unparked, &c->lock);
+                }
+                if (c->parked_count < PARKED_MAX)
+                    agg_drain(c->agg, &c->parked[c->parked_count++]);
+            }
+            agg_add_resolved(c->agg, room->spans + p->first,
+                             (const char(*)[AGG_ID_MAX])room->app_ids[p->first], p->count, now_us);
+        }
+        bool full = c->parked_count > 0;
+        pthread_mutex_unlock(&c->lock);
+        if (full)
+            pthread_cond_signal(&c->wake);
+        for (size_t i = 0; rets && i < n; i++)
+            rets[next + i] = go[i].result;
+        next += n;
     }
-    bool full = c->parked_count > 0;
-    pthread_mutex_unlock(&c->lock);
-    if (full)
-        pthread_cond_signal(&c->wake);
-    *ret = parsed;
+}
+
+void collector_add(struct collector *c, const char *buf, size_t len, struct span_parse_result *ret)
+{
+    struct collector_message m = {buf, len};
+    add_messages(c, &m, 1, ret);
+}
+
+void collector_add_many(struct collector *c, const struct collector_message *messages, size_t count)
+{
+    add_messages(c, messages, count, NULL);
 }
 
 /* Moves the aggregator's counters since the last flush into the stats to add. Under lock. */

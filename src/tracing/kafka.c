@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The consumer thread polls and puts each message in the inbox; worker threads take messages from
- * it and hand them to the collector, in parallel. Messages leave the inbox in offset order: the
- * oldest is retired once it and all before it are counted, and retiring remembers per partition
- * which offset had been reached when (a mark every 100 ms). Once a second the consumer thread
- * commits, per partition, the offset of the newest mark that the collector says is in the store.
- * Before partitions are revoked (a rebalance) and at stop, it lets the workers count what the
- * inbox holds, flushes the collector and commits everything consumed, so that a clean handover or
- * shutdown counts each message exactly once.
+ * it, several at a time, and hand them to the collector, in parallel. Messages leave the inbox in
+ * offset order: the oldest is retired once it and all before it are counted, and retiring remembers
+ * per partition which offset had been reached when (a mark every 100 ms). Once a second the
+ * consumer thread commits, per partition, the offset of the newest mark that the collector says is
+ * in the store. Before partitions are revoked (a rebalance) and at stop, it lets the workers count
+ * what the inbox holds, flushes the collector and commits everything consumed, so that a clean
+ * handover or shutdown counts each message exactly once.
  *
  * Flow control is the inbox's, not librdkafka's: the consumer thread keeps librdkafka's prefetch
  * queue near empty, pauses the partitions while the inbox is full and resumes them when it has
@@ -37,6 +37,7 @@
 #define POLL_MS         100
 #define STOP_FLUSH_MS   5000
 #define WORKERS         2
+#define WORK_BATCH      16        /* messages a worker takes from the inbox at once, at most */
 #define INBOX_SLOTS     65536u    /* messages (a power of two) */
 #define INBOX_BYTES     (8 << 20) /* by default: --kafka-inbox-mb */
 #define WAIT_MS         20        /* while paused: how long the consumer waits for room at a time */
@@ -184,18 +185,30 @@ static void *work_main(void *arg)
 {
     struct kafka *k = arg;
     struct inbox *in = &k->inbox;
+    struct collector_message batch[WORK_BATCH];
     pthread_mutex_lock(&in->lock);
     for (;;) {
         while (in->taken == in->head && !in->closed)
             pthread_cond_wait(&in->work, &in->lock);
         if (in->taken == in->head)
             break; /* closed, and all taken */
-        /* the slot stays this worker's until it is counted: the tail cannot pass it before */
-        struct slot *s = &in->slots[in->taken++ % INBOX_SLOTS];
+        /* the slots stay this worker's until they are counted: the tail cannot pass them. It
+         * takes several, counted in one go, but half of what waits at most: the other worker
+         * gets the rest */
+        uint64_t first = in->taken, waiting = in->head - in->taken;
+        size_t n = waiting > 1 ? (size_t)(waiting + 1) / 2 : 1;
+        if (n > WORK_BATCH)
+            n = WORK_BATCH;
+        in->taken += n;
         pthread_mutex_unlock(&in->lock);
-        collector_add(k->collector, s->message->payload, s->message->len, NULL);
+        for (size_t i = 0; i < n; i++) {
+            const rd_kafka_message_t *m = in->slots[(first + i) % INBOX_SLOTS].message;
+            batch[i] = (struct collector_message){m->payload, m->len};
+        }
+        collector_add_many(k->collector, batch, n);
         pthread_mutex_lock(&in->lock);
-        s->counted = true;
+        for (size_t i = 0; i < n; i++)
+            in->slots[(first + i) % INBOX_SLOTS].counted = true;
         retire(k);
     }
     pthread_mutex_unlock(&in->lock);

@@ -98,6 +98,94 @@ static void *feed(void *arg)
     return NULL;
 }
 
+/* Writes a message of copies SERVER spans of each of the first apps apps (trace ids from seed,
+ * not 0) into buf; its length. */
+static size_t server_spans(char *buf, size_t cap, unsigned seed, int copies, int apps,
+                           int64_t ts_us)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int k = 0; k < copies; k++)
+        for (int a = 0; a < apps; a++)
+            n += (size_t)snprintf(buf + n, cap - n,
+                                  "%s{\"traceId\":\"%08x%08x\",\"id\":\"%016x\",\"kind\":"
+                                  "\"SERVER\",\"timestamp\":%lld,\"duration\":%d,"
+                                  "\"localEndpoint\":{\"serviceName\":\"alice/app-%d\"}}",
+                                  n > 1 ? "," : "", seed, (unsigned)(k * APPS + a),
+                                  (unsigned)(a + 1), (long long)ts_us, 1000 + a, a);
+    n += (size_t)snprintf(buf + n, cap - n, "]");
+    return n;
+}
+
+/* Messages handed over together, as a Kafka worker does: goes of 1 to 20 messages of different
+ * apps, some of them malformed or of bad spans only, one larger than a go's room, and the
+ * aggregator drained in the middle of goes: every count is the one of each message's spans. */
+static void test_messages_counted_together_add_up(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t bucket = now_s - now_s % 10 - 30, ts_us = bucket * 1000000 + 5000000;
+    struct collector_config config = {
+        .store = c->store,
+        .lateness_s = 600,
+        .join_ms = 10,
+        .flush_ms = 3600 * 1000,
+        .park_at = 8,
+    };
+    struct collector *col;
+    struct emp_error err = {0};
+    assert_int_equal(collector_new(&config, &col, &err), 0);
+    enum { GOES = 30, PER_GO = 20, BIG = 30 }; /* BIG * APPS spans: more than a go's room */
+    static char bufs[PER_GO][BIG * APPS * 200];
+    struct collector_message go[PER_GO];
+    int64_t messages = 0, bad_messages = 0, bad_spans = 0, spans = 0, requests[APPS] = {0};
+    for (int g = 0; g < GOES; g++) {
+        int count = 1 + g % PER_GO;
+        for (int m = 0; m < count; m++) {
+            unsigned seed = (unsigned)(g * 100 + m + 1);
+            int apps = 1 + (g * 7 + m * 3) % APPS;
+            size_t n;
+            if (m == 3) { /* cut off: a malformed message, nothing of it counted */
+                n = server_spans(bufs[m], sizeof(bufs[m]), seed, 1, apps, ts_us) / 2;
+                bad_messages++;
+            } else if (m == 5) { /* a valid list of bad spans only */
+                n = (size_t)snprintf(bufs[m], sizeof(bufs[m]), "[{\"id\":\"zz\"},{}]");
+                bad_spans += 2;
+            } else {
+                int copies = g == 7 && m == 2 ? BIG : 1;
+                n = server_spans(bufs[m], sizeof(bufs[m]), seed, copies, apps, ts_us);
+                for (int a = 0; a < apps; a++)
+                    requests[a] += copies;
+                spans += copies * apps;
+            }
+            go[m] = (struct collector_message){bufs[m], n};
+            messages++;
+        }
+        collector_add_many(col, go, (size_t)count);
+    }
+    struct collector_counters cc;
+    collector_counters(col, &cc);
+    assert_int_equal(cc.messages, messages);
+    assert_int_equal(cc.bad_messages, bad_messages);
+    assert_int_equal(cc.bad_spans, bad_spans);
+    assert_int_equal(cc.spans, spans);
+    collector_free(col);
+    for (int a = 0; a < APPS; a++) {
+        struct store_trace_window w;
+        assert_int_equal(store_trace_window_get(c->store, c->ids[a], bucket + 10, 10, 10, &w, &err),
+                         0);
+        if ((int64_t)w.requests != requests[a])
+            fail_msg("app-%d: %llu requests counted, %lld sent", a, (unsigned long long)w.requests,
+                     (long long)requests[a]);
+        store_trace_window_free(&w);
+    }
+    struct store_trace_stats st;
+    assert_int_equal(store_trace_stats_get(c->store, &st, &err), 0);
+    assert_int_equal(st.messages, messages);
+    assert_int_equal(st.bad_messages, bad_messages);
+    assert_int_equal(st.bad_spans, bad_spans);
+    assert_int_equal(st.spans, spans);
+}
+
 static void test_every_span_is_counted_when_ingestion_outruns_the_flusher(void **state)
 {
     struct ctx *c = *state;
@@ -149,6 +237,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_every_span_is_counted_when_ingestion_outruns_the_flusher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_counted_together_add_up, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
