@@ -84,6 +84,7 @@ struct agg {
 #define NAME_SLOTS  (2 * AGG_NAMES_MAX) /* slots of the name table (a power of two) */
 #define HALVES_MAX  16384               /* unjoined halves: time to drain */
 #define ENTRIES_MAX (INDEX_SIZE / 2)    /* what an index holds, at most: a message more fits */
+#define AHEAD       4                   /* spans whose slots are asked for before they are needed */
 
 /* Counts one value into a sparse histogram. */
 static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
@@ -121,17 +122,18 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h;
 }
 
-static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, uint64_t service,
-                   enum role role)
+/* A key's slot: by trace and id only, so that the halves of one span id (its server, the call
+ * that shares it, the calls made inside it) share one, which the span's lookups after the first
+ * find in the cache, and which can be asked for before the span is counted (agg_add_resolved). */
+static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id)
 {
-    uint64_t h = mix(mix(mix(mix(hi, lo), id), service), (uint64_t)role);
-    return (size_t)(h & (a->table_size - 1));
+    return (size_t)(mix(mix(hi, lo), id) & (a->table_size - 1));
 }
 
 static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, uint64_t service,
                             enum role role)
 {
-    for (struct pending *p = a->table[slot(a, hi, lo, id, service, role)]; p; p = p->next_in_bucket)
+    for (struct pending *p = a->table[slot(a, hi, lo, id)]; p; p = p->next_in_bucket)
         if (p->role == role && p->id == id && p->trace_lo == lo && p->trace_hi == hi &&
             p->service_hash == service)
             return p;
@@ -177,8 +179,7 @@ static void name_release(struct agg *a, struct name *n)
 
 static void unlink_pending(struct agg *a, struct pending *p)
 {
-    struct pending **link =
-        &a->table[slot(a, p->trace_hi, p->trace_lo, p->id, p->service_hash, p->role)];
+    struct pending **link = &a->table[slot(a, p->trace_hi, p->trace_lo, p->id)];
     while (*link && *link != p)
         link = &(*link)->next_in_bucket;
     if (*link)
@@ -249,7 +250,7 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
     p->service_hash = service;
     p->role = role;
     p->deadline_us = now_us + a->config.join_ms * 1000;
-    size_t i = slot(a, p->trace_hi, p->trace_lo, id, service, role);
+    size_t i = slot(a, p->trace_hi, p->trace_lo, id);
     p->next_in_bucket = a->table[i];
     a->table[i] = p;
     p->older = a->newest;
@@ -595,6 +596,17 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
     for (size_t i = 0; i < count; i++) {
         const struct span *s = &spans[i];
         const char *app_id = app_ids[i];
+        /* the pending table is far larger than the cache, and counting is mostly waiting for
+         * it: the slots of a span a few on, and the half finished after the next one (while
+         * the table is full, every new half finishes the oldest), are asked for now */
+        if (i + AHEAD < count) {
+            const struct span *n = &spans[i + AHEAD];
+            __builtin_prefetch(&a->table[slot(a, n->trace_hi, n->trace_lo, n->id)]);
+            if (n->has_parent)
+                __builtin_prefetch(&a->table[slot(a, n->trace_hi, n->trace_lo, n->parent_id)]);
+        }
+        if (a->oldest && a->oldest->newer)
+            __builtin_prefetch(a->oldest->newer);
         if (!app_id[0]) {
             a->counters.unknown++;
             continue;
