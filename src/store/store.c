@@ -10,11 +10,12 @@
  *   recon:due           zset   app id -> when the reconciler should look at it next (ms)
  *   lease:{id}          string the reconciler instance working on the app, expiring
  *   tm:{app}:{res}:{b}  hash   trace metrics of an app in the bucket of res seconds starting at b:
- *                              r (requests), e (errors), l{i} / s{i} (latency / self-time
- *                              histogram bucket i)
- *   to:{app}:{res}:{b}  hash   its calls out: c:{callee}, e:{callee}, l:{callee}:{i}, a:{callee}
- *                              (the callee's app id when it is an app)
- *   ti:{app}:{res}:{b}  hash   calls in, by caller app id: c:, e:, l:..:{i}, n:{caller} (service)
+ *                              r (requests), e (errors), L / S (latency / self-time histogram,
+ *                              packed: HIST_PACKED); l{i} / s{i} (bucket i: the older layout,
+ *                              still read and rolled up)
+ *   to:{app}:{res}:{b}  hash   its calls out: c:{callee}, e:{callee}, L:{callee} (histogram),
+ *                              a:{callee} (the callee's app id when it is an app)
+ *   ti:{app}:{res}:{b}  hash   calls in, by caller app id: c:, e:, L:, n:{caller} (service)
  *   tj:{c|s|p}:{t}:{id} string halves of calls waiting for their other half; tj:due zset
  *   troll               zset   {app}:{minute} -> when that minute of the app is rolled up (ms)
  *   tw:{write}:{step}   string a step of a trace write that was applied, expiring
@@ -46,6 +47,11 @@
 #define TRACE_ROLLS_PER_CALL 64
 #define STRINGIFY(x)         #x
 #define TEXT_OF(x)           STRINGIFY(x)
+/* A histogram in Redis is one field: each of its buckets as HIST_PACKED bytes, little-endian (the
+ * bucket in 2, its count in 6), in ascending order; HIST_PACKED_FORMAT is that for Lua's struct */
+#define HIST_PACKED           8
+#define HIST_PACKED_FORMAT    "<HI6"
+#define HIST_PACKED_COUNT_MAX ((UINT64_C(1) << 48) - 1)
 
 struct store {
     char host[256];
@@ -93,7 +99,8 @@ struct conn {
 /* ---- scripts ---- */
 
 static const char *const scripts[SCRIPT__COUNT] = {
-    /* KEYS: app, appnames, userapps, apps, due. ARGV: id, name, now, max_apps, field, value, ... */
+    /* KEYS: app, appnames, userapps, apps, due. ARGV: id, name, now, max_apps, field, value,
+       ... */
     [SCRIPT_APP_CREATE] = "if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end\n"
                           "if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end\n"
                           "redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])\n"
@@ -128,8 +135,8 @@ static const char *const scripts[SCRIPT__COUNT] = {
                           "redis.call('ZREM', KEYS[4], ARGV[1])\n"
                           "redis.call('ZREM', KEYS[5], ARGV[1])\n"
                           "return 1\n",
-    /* KEYS: due. ARGV: now, lease_ms, holder, lease key prefix. Claiming moves the app's check time
-     * past the lease, so that a crashed holder's apps come back once its leases expire. */
+    /* KEYS: due. ARGV: now, lease_ms, holder, lease key prefix. Claiming moves the app's check
+     * time past the lease, so that a crashed holder's apps come back once its leases expire. */
     [SCRIPT_RECON_CLAIM] =
         "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 16)\n"
         "for _, id in ipairs(due) do\n"
@@ -192,22 +199,26 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "return 1\n",
     /* No KEYS: the keys follow from the records (one Redis, not a cluster). ARGV: now_ms, join
      * keys' ttl_ms, join wait_ms, fine keep_s, coarse keep_s, roll-up grace_s, the step's id
-     * ("" for none: a step with an id and records is applied once, however often it is sent; one
-     * without records leaves no mark), then records:
-     *   S app bucket requests errors n_latency n_self (bucket count)...   an app's series
-     *   E caller_app caller callee callee_app bucket calls errors n (bucket count)...   an edge
-     *   H server trace id parent shared service app remote remote_app bucket hist_bucket error
-     *     (a server half is found by its id, or by its parent: py_zipkin marks servers shared
-     *     whatever their id, so the flag does not tell the convention)
-     *   T field increment   a counter of the ingestion
-     * Counts go into the 10 s buckets (keys as in store_trace_window_get). Each minute of an app
-     * is rolled up into its 60 s buckets once, grace_s after it ended (emp:troll says when): the
-     * six fine buckets' sums are added and the coarse m bucket marked R. A count for a minute
-     * rolled up already goes to its fine and its coarse bucket; one whose fine bucket would have
-     * expired goes to the coarse bucket only. So every count is in the coarse buckets once.
-     * Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half from another consumer; calls
-     * nobody answered become leaves when emp:tj:due says their wait is over. Returns joined,
-     * waiting and leaf calls, and the minutes rolled up (at most TRACE_ROLLS_PER_CALL). */
+     * ("" for none: a step with an id and records is applied once, however often it is sent;
+     * one without records leaves no mark), then records: S app bucket requests errors latency
+     * self   an app's series E caller_app caller callee callee_app bucket calls errors latency
+     * an edge (a histogram: its buckets as HIST_PACKED bytes each, ascending; see hist_pack) H
+     * server trace id parent shared service app remote remote_app bucket hist_bucket error (a
+     * server half is found by its id, or by its parent: py_zipkin marks servers shared whatever
+     * their id, so the flag does not tell the convention) T field increment   a counter of the
+     * ingestion Counts go into the 10 s buckets (keys as in store_trace_window_get). Each
+     * minute of an app is rolled up into its 60 s buckets once, grace_s after it ended
+     * (emp:troll says when): the six fine buckets' sums are added and the coarse m bucket
+     * marked R. A count for a minute rolled up already goes to its fine and its coarse bucket;
+     * one whose fine bucket would have expired goes to the coarse bucket only. So every count
+     * is in the coarse buckets once. A histogram is one field (L, S, L:{peer}) packed as the
+     * records carry it: what a call adds to a field is summed first and merged with what the
+     * field holds once, at the end (a Redis call from Lua costs far more than the Lua a bucket
+     * takes). Fields of one bucket each (l{i}, s{i}, l:{peer}:{i}: the older layout) are rolled
+     * up as counters, like r and e. Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half
+     * from another consumer; calls nobody answered become leaves when emp:tj:due says their
+     * wait is over. Returns joined, waiting and leaf calls, and the minutes rolled up (at most
+     * TRACE_ROLLS_PER_CALL). */
     /* one line of Lua a line: clang-format would split the long ones and re-indent the rest */
     /* clang-format off */
     [SCRIPT_TRACE_ADD] =
@@ -254,18 +265,72 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  return out\n"
         "end\n"
         "local function add(k, f, n) if n ~= 0 then redis.call('HINCRBY', k, f, n) end end\n"
+        /* histograms: hists[k][f] lists what the call adds to field f of key k, merged with
+         * what the field holds by write_hists (a field that holds nothing yet and gets one
+         * histogram takes it as it is) */
+        "local hists, hist_keys = {}, {}\n"
+        "local function hist(k, f, packed)\n"
+        "  if packed == '' then return end\n"
+        "  local h = hists[k]\n"
+        "  if not h then h = {} hists[k] = h hist_keys[#hist_keys + 1] = k end\n"
+        "  local l = h[f]\n"
+        "  if not l then h[f] = {packed} else l[#l + 1] = packed end\n"
+        "end\n"
+        /* two packed histograms into one: their buckets in order, counts of the same added */
+        "local function merge(x, y)\n"
+        "  local out, n, i, j, nx, ny = {}, 0, 1, 1, #x, #y\n"
+        "  local fmt, w = '" HIST_PACKED_FORMAT "', " TEXT_OF(HIST_PACKED) "\n"
+        "  local bx, cx, by, cy\n"
+        "  if i <= nx then bx, cx = struct.unpack(fmt, x, i) end\n"
+        "  if j <= ny then by, cy = struct.unpack(fmt, y, j) end\n"
+        "  while i <= nx or j <= ny do\n"
+        "    n = n + 1\n"
+        "    if j > ny or (i <= nx and bx < by) then\n"
+        "      out[n] = string.sub(x, i, i + w - 1) i = i + w\n"
+        "      if i <= nx then bx, cx = struct.unpack(fmt, x, i) end\n"
+        "    elseif i > nx or by < bx then\n"
+        "      out[n] = string.sub(y, j, j + w - 1) j = j + w\n"
+        "      if j <= ny then by, cy = struct.unpack(fmt, y, j) end\n"
+        "    else\n"
+        "      out[n] = struct.pack(fmt, bx, cx + cy) i = i + w j = j + w\n"
+        "      if i <= nx then bx, cx = struct.unpack(fmt, x, i) end\n"
+        "      if j <= ny then by, cy = struct.unpack(fmt, y, j) end\n"
+        "    end\n"
+        "  end\n"
+        "  return table.concat(out)\n"
+        "end\n"
+        /* in parts of 500 fields: unpack() takes at most some 8,000 values */
+        "local function write_hists()\n"
+        "  for _, k in ipairs(hist_keys) do\n"
+        "    local fs = {}\n"
+        "    for f in pairs(hists[k]) do fs[#fs + 1] = f end\n"
+        "    for j = 1, #fs, 500 do\n"
+        "      local part = {unpack(fs, j, math.min(j + 499, #fs))}\n"
+        "      local old, args = redis.call('HMGET', k, unpack(part)), {}\n"
+        "      for m, f in ipairs(part) do\n"
+        "        local l = hists[k][f]\n"
+        "        local v = old[m] or l[1]\n"
+        "        for q = old[m] and 1 or 2, #l do v = merge(v, l[q]) end\n"
+        "        args[#args + 1] = f\n"
+        "        args[#args + 1] = v\n"
+        "      end\n"
+        "      redis.call('HSET', k, unpack(args))\n"
+        "    end\n"
+        "  end\n"
+        "  hists, hist_keys = {}, {}\n"
+        "end\n"
         "local function edge(caller_app, caller, callee, callee_app, bucket, calls, errors, lat)\n"
         "  for _, k in ipairs(keys('o', caller_app, bucket)) do\n"
         "    add(k, 'c:' .. callee, calls)\n"
         "    add(k, 'e:' .. callee, errors)\n"
-        "    for j = 1, #lat, 2 do add(k, 'l:' .. callee .. ':' .. lat[j], lat[j + 1]) end\n"
+        "    hist(k, 'L:' .. callee, lat)\n"
         "    if callee_app ~= '' then redis.call('HSET', k, 'a:' .. callee, callee_app) end\n"
         "  end\n"
         "  if callee_app == '' then return end\n"
         "  for _, k in ipairs(keys('i', callee_app, bucket)) do\n"
         "    add(k, 'c:' .. caller_app, calls)\n"
         "    add(k, 'e:' .. caller_app, errors)\n"
-        "    for j = 1, #lat, 2 do add(k, 'l:' .. caller_app .. ':' .. lat[j], lat[j + 1]) end\n"
+        "    hist(k, 'L:' .. caller_app, lat)\n"
         "    redis.call('HSET', k, 'n:' .. caller_app, caller)\n"
         "  end\n"
         "end\n"
@@ -275,20 +340,23 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  local at = minute + 60 + keep_coarse\n"
         "  if at * 1000 <= now or redis.call('HEXISTS', mark, 'R') == 1 then return end\n"
         "  for _, kind in ipairs({'m', 'o', 'i'}) do\n"
-        "    local sums, names = {}, {}\n"
+        "    local sums, names, packed = {}, {}, {}\n"
         "    for b = minute, minute + 50, 10 do\n"
         "      local h = redis.call('HGETALL', 'emp:t' .. kind .. ':' .. app .. ':10:' .. b)\n"
         "      for j = 1, #h, 2 do\n"
         "        local f = h[j]\n"
         "        local c = string.sub(f, 1, 2)\n"
         "        if kind ~= 'm' and (c == 'a:' or c == 'n:') then names[f] = h[j + 1]\n"
+        "        elseif f == 'L' or f == 'S' or c == 'L:' then packed[#packed + 1] = {f, h[j + 1]}\n"
         "        else sums[f] = (sums[f] or 0) + tonumber(h[j + 1]) end\n"
         "      end\n"
         "    end\n"
         "    local k = 'emp:t' .. kind .. ':' .. app .. ':60:' .. minute\n"
         "    for f, n in pairs(sums) do redis.call('HINCRBY', k, f, string.format('%d', n)) end\n"
         "    for f, v in pairs(names) do redis.call('HSET', k, f, v) end\n"
-        "    if next(sums) or next(names) then redis.call('EXPIREAT', k, at) end\n"
+        "    for _, p in ipairs(packed) do hist(k, p[1], p[2]) end\n"
+        "    write_hists()\n"
+        "    if next(sums) or next(names) or next(packed) then redis.call('EXPIREAT', k, at) end\n"
         "  end\n"
         "  redis.call('HSET', mark, 'R', '1')\n"
         "  redis.call('EXPIREAT', mark, at)\n"
@@ -298,7 +366,10 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  for part in string.gmatch(v .. '\\0', '([^%z]*)%z') do out[#out + 1] = part end\n"
         "  return out\n"
         "end\n"
-        "local function one(b) if b == '' then return {} end return {b, 1} end\n"
+        "local function one(b)\n"
+        "  if b == '' then return '' end\n"
+        "  return struct.pack('" HIST_PACKED_FORMAT "', tonumber(b), 1)\n"
+        "end\n"
         "local function waiting(k, service)\n"
         "  local v = redis.call('GET', k)\n"
         "  if not v then return nil end\n"
@@ -318,26 +389,17 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  local t = ARGV[i]\n"
         "  if t == 'S' then\n"
         "    local app, bucket = ARGV[i + 1], tonumber(ARGV[i + 2])\n"
-        "    local nl, ns = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])\n"
-        "    local first = i + 7\n"
         "    for _, k in ipairs(keys('m', app, bucket)) do\n"
         "      add(k, 'r', tonumber(ARGV[i + 3]))\n"
         "      add(k, 'e', tonumber(ARGV[i + 4]))\n"
-        "      for j = first, first + 2 * nl - 1, 2 do\n"
-        "        redis.call('HINCRBY', k, 'l' .. ARGV[j], ARGV[j + 1])\n"
-        "      end\n"
-        "      for j = first + 2 * nl, first + 2 * (nl + ns) - 1, 2 do\n"
-        "        redis.call('HINCRBY', k, 's' .. ARGV[j], ARGV[j + 1])\n"
-        "      end\n"
+        "      hist(k, 'L', ARGV[i + 5])\n"
+        "      hist(k, 'S', ARGV[i + 6])\n"
         "    end\n"
-        "    i = first + 2 * (nl + ns)\n"
+        "    i = i + 7\n"
         "  elseif t == 'E' then\n"
-        "    local n = tonumber(ARGV[i + 8])\n"
-        "    local lat = {}\n"
-        "    for j = i + 9, i + 8 + 2 * n do lat[#lat + 1] = ARGV[j] end\n"
         "    edge(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]),\n"
-        "         tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), lat)\n"
-        "    i = i + 9 + 2 * n\n"
+        "         tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), ARGV[i + 8])\n"
+        "    i = i + 9\n"
         "  elseif t == 'H' then\n"
         "    local server, trace, id, parent, shared = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],\n"
         "                                               ARGV[i + 4], ARGV[i + 5]\n"
@@ -407,6 +469,7 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  end\n"
         "  redis.call('ZREM', 'emp:tj:due', ck)\n"
         "end\n"
+        "write_hists()\n"
         "for k, at in pairs(expires) do redis.call('EXPIREAT', k, at) end\n"
         /* minutes due to be rolled up */
         "local due_rolls = redis.call('ZRANGEBYSCORE', 'emp:troll', '-inf', now, 'LIMIT', 0, "
@@ -1836,6 +1899,7 @@ struct argbuf {
     size_t len, cap;
     size_t *offsets, *lens;
     size_t count, count_cap;
+    size_t buckets; /* histogram buckets in the arguments: Lua's work is about one an argument */
     bool oom;
 };
 
@@ -1896,12 +1960,23 @@ static void arg_hex(struct argbuf *b, uint64_t hi, uint64_t lo)
     arg_add(b, buf, (size_t)n);
 }
 
+/* A histogram as one argument, packed as Redis keeps it (HIST_PACKED): its buckets are distinct
+ * and below HIST_BUCKETS, so it takes 8 KiB at most. */
 static void arg_hist(struct argbuf *b, const struct agg_hist *h)
 {
-    for (uint32_t i = 0; i < h->len; i++) {
-        arg_int(b, h->entries[i].bucket);
-        arg_int(b, (int64_t)h->entries[i].count);
+    unsigned char packed[HIST_BUCKETS * HIST_PACKED];
+    size_t n = 0;
+    for (uint32_t i = 0; i < h->len && n < sizeof(packed); i++, n += HIST_PACKED) {
+        uint64_t count = h->entries[i].count;
+        if (count > HIST_PACKED_COUNT_MAX)
+            count = HIST_PACKED_COUNT_MAX;
+        packed[n] = (unsigned char)(h->entries[i].bucket & 0xff);
+        packed[n + 1] = (unsigned char)(h->entries[i].bucket >> 8);
+        for (int k = 0; k < 6; k++)
+            packed[n + 2 + k] = (unsigned char)(count >> (8 * k));
     }
+    arg_add(b, (const char *)packed, n);
+    b->buckets += h->len;
 }
 
 static void arg_free(struct argbuf *b)
@@ -1912,9 +1987,11 @@ static void arg_free(struct argbuf *b)
     memset(b, 0, sizeof(*b));
 }
 
-#define TRACE_ARGS_PER_CALL 8192 /* a step's arguments: no script holds Redis more than ~5 ms */
-#define TRACE_HEADER_ARGS   7
-#define TRACE_ROLL_CALLS    16 /* calls a flush makes at most to roll up what is due */
+#define TRACE_ARGS_PER_CALL                                                                        \
+    8192 /* a step's arguments and histogram buckets: no script holds                              \
+            Redis more than ~5 ms */
+#define TRACE_HEADER_ARGS 7
+#define TRACE_ROLL_CALLS  16 /* calls a flush makes at most to roll up what is due */
 
 /* The arguments every step starts with; write_id 0: the step has no id. */
 static void trace_header(struct argbuf *b, int64_t now_ms, int64_t join_wait_ms, uint64_t write_id,
@@ -1985,12 +2062,13 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
     /* sends what was built once it is large; what remains after the records goes last */
 #define STEP()                                                                                     \
     do {                                                                                           \
-        if (b.count >= TRACE_ARGS_PER_CALL) {                                                      \
+        if (b.count + b.buckets >= TRACE_ARGS_PER_CALL) {                                          \
             r = trace_send(store, &b, NULL, err);                                                  \
             if (r < 0)                                                                             \
                 goto out;                                                                          \
             b.count = 0;                                                                           \
             b.len = 0;                                                                             \
+            b.buckets = 0;                                                                         \
             trace_header(&b, now_ms, join_wait_ms, write_id, ++step);                              \
         }                                                                                          \
     } while (0)
@@ -2001,8 +2079,6 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         arg_int(&b, x->bucket);
         arg_int(&b, (int64_t)x->requests);
         arg_int(&b, (int64_t)x->errors);
-        arg_int(&b, x->latency.len);
-        arg_int(&b, x->self.len);
         arg_hist(&b, &x->latency);
         arg_hist(&b, &x->self);
         STEP();
@@ -2017,7 +2093,6 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         arg_int(&b, e->bucket);
         arg_int(&b, (int64_t)e->calls);
         arg_int(&b, (int64_t)e->errors);
-        arg_int(&b, e->latency.len);
         arg_hist(&b, &e->latency);
         STEP();
     }
@@ -2162,6 +2237,22 @@ static void dense_add(struct dense_hist *d, const char *bucket_text, const char 
     d->any = true;
 }
 
+/* Adds a packed histogram (HIST_PACKED) to d. */
+static void dense_add_packed(struct dense_hist *d, const char *packed, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)packed;
+    for (size_t i = 0; i + HIST_PACKED <= len; i += HIST_PACKED) {
+        unsigned bucket = p[i] | (unsigned)p[i + 1] << 8;
+        uint64_t count = 0;
+        for (int k = 0; k < 6; k++)
+            count |= (uint64_t)p[i + 2 + k] << (8 * k);
+        if (bucket >= HIST_BUCKETS)
+            continue;
+        d->counts[bucket] += count;
+        d->any = true;
+    }
+}
+
 /* The non-empty buckets of d, malloc'd; *ret NULL when there are none. */
 static int dense_to_entries(const struct dense_hist *d, struct hist_entry **ret, size_t *ret_len)
 {
@@ -2230,7 +2321,8 @@ static struct peer_sum *peer_of(struct peer_table *t, const char *name, size_t n
     return p;
 }
 
-/* Adds one edge hash (fields c:peer, e:peer, l:peer:bucket, and a:peer or n:peer naming it). */
+/* Adds one edge hash (fields c:peer, e:peer, L:peer (its histogram), and a:peer or n:peer naming
+ * it; l:peer:bucket, a histogram's bucket a field, is the older layout). */
 static void peers_add(struct peer_table *t, const redisReply *hash, bool incoming)
 {
     if (hash->type != REDIS_REPLY_ARRAY)
@@ -2262,6 +2354,9 @@ static void peers_add(struct peer_table *t, const redisReply *hash, bool incomin
             break;
         case 'l':
             dense_add(p->latency, bucket, v);
+            break;
+        case 'L':
+            dense_add_packed(p->latency, v, hash->element[i + 1]->len);
             break;
         case 'a':
             if (!incoming && !p->app_id)
@@ -2383,7 +2478,11 @@ static void window_add(struct store_trace_window *w, redisReply **replies, size_
                 w->requests += strtoull(v, NULL, 10);
             else if (strcmp(f, "e") == 0)
                 w->errors += strtoull(v, NULL, 10);
-            else if (f[0] == 'l')
+            else if (strcmp(f, "L") == 0)
+                dense_add_packed(latency, v, m->element[j + 1]->len);
+            else if (strcmp(f, "S") == 0)
+                dense_add_packed(self, v, m->element[j + 1]->len);
+            else if (f[0] == 'l') /* a bucket a field: the older layout */
                 dense_add(latency, f + 1, v);
             else if (f[0] == 's')
                 dense_add(self, f + 1, v);

@@ -920,6 +920,55 @@ static void test_trace_adopt(void **state)
     assert_int_equal(marked, 0); /* once */
 }
 
+static uint64_t hist_sum(const struct hist_entry *h, size_t n, unsigned bucket)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (bucket == HIST_BUCKETS || h[i].bucket == bucket)
+            total += h[i].count;
+    return total;
+}
+
+/* A bucket that holds histograms in the older layout (a field a histogram bucket, as emp-servers
+ * wrote them before histograms were packed into one field) and packed ones: a window adds up
+ * both, and the roll-up carries both into the coarse bucket, to the last histogram bucket. */
+static void test_trace_older_layout(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t minute = now_s - now_s % 60 - 540; /* a minute of id-web's no other test writes */
+    char cmd[200], out[64];
+    const char *older[] = {"tm r 4",   "tm l100 3",       "tm l300 1",
+                           "tm s90 4", "to c:alice/db 4", "to l:alice/db:120 4"};
+    for (size_t i = 0; i < sizeof(older) / sizeof(older[0]); i++) {
+        snprintf(cmd, sizeof(cmd), "HINCRBY emp:%.2s:id-web:10:%lld %s", older[i],
+                 (long long)minute, older[i] + 3);
+        cli(c, cmd, out, sizeof(out));
+    }
+    int64_t due_ms = (minute + 60 + STORE_TRACE_ROLL_AFTER_S + 1) * 1000;
+    write_minute(c, minute, 0, 30, (minute + 70) * 1000); /* packed, into the same buckets */
+
+    struct emp_error err = {0};
+    struct store_trace_window w;
+    assert_int_equal(store_trace_window_get(c->store, "id-web", minute + 60, 60, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 34);
+    assert_int_equal(hist_sum(w.latency, w.latency_len, HIST_BUCKETS), 34);
+    assert_true(hist_sum(w.latency, w.latency_len, 100) >= 3);
+    assert_true(hist_sum(w.latency, w.latency_len, 300) >= 1);
+    assert_int_equal(hist_sum(w.self, w.self_len, HIST_BUCKETS), 34);
+    assert_int_equal(w.outgoing_len, 1);
+    assert_int_equal(w.outgoing[0].calls, 34);
+    assert_int_equal(hist_sum(w.outgoing[0].latency, w.outgoing[0].latency_len, HIST_BUCKETS), 34);
+    assert_true(hist_sum(w.outgoing[0].latency, w.outgoing[0].latency_len, 120) >= 4);
+    store_trace_window_free(&w);
+    assert_int_equal(same_minute(c, minute), 34); /* before the roll-up: the fine buckets */
+    assert_int_equal(store_trace_add(c->store, NULL, NULL, 0, due_ms, 1000, &err), 0);
+    snprintf(cmd, sizeof(cmd), "HGET emp:tm:id-web:60:%lld R", (long long)minute);
+    cli(c, cmd, out, sizeof(out));
+    assert_string_equal(out, "1");
+    assert_int_equal(same_minute(c, minute), 34); /* the coarse bucket: both layouts' counts */
+}
+
 /* Buckets expire: Redis drops fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones later. */
 static void test_trace_buckets_expire(void **state)
 {
@@ -962,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_trace_roll_up),
         cmocka_unit_test(test_trace_write_once),
         cmocka_unit_test(test_trace_adopt),
+        cmocka_unit_test(test_trace_older_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
