@@ -11,11 +11,11 @@
  *   lease:{id}          string the reconciler instance working on the app, expiring
  *   tm:{app}:{res}:{b}  hash   trace metrics of an app in the bucket of res seconds starting at b:
  *                              r (requests), e (errors), L / S (latency / self-time histogram,
- *                              packed: HIST_PACKED); l{i} / s{i} (bucket i: the older layout,
- *                              still read and rolled up)
- *   to:{app}:{res}:{b}  hash   its calls out: c:{callee}, e:{callee}, L:{callee} (histogram),
- *                              a:{callee} (the callee's app id when it is an app)
- *   ti:{app}:{res}:{b}  hash   calls in, by caller app id: c:, e:, L:, n:{caller} (service)
+ *                              packed: HIST_PACKED) and l{i} / s{i} (their bucket i, counters:
+ *                              a flush's few buckets, HIST_FEW; the older layout)
+ *   to:{app}:{res}:{b}  hash   its calls out: c:{callee}, e:{callee}, L:{callee} and
+ *                              l:{callee}:{i} (histogram), a:{callee} (the callee's app id)
+ *   ti:{app}:{res}:{b}  hash   calls in, by caller app id: c:, e:, L:, l:..:{i}, n:{caller}
  *   tj:{c|s|p}:{t}:{id} string halves of calls waiting for their other half; tj:due zset
  *   troll               zset   {app}:{minute} -> when that minute of the app is rolled up (ms)
  *   tw:{write}:{step}   string a step of a trace write that was applied, expiring
@@ -52,6 +52,10 @@
 #define HIST_PACKED           8
 #define HIST_PACKED_FORMAT    "<HI6"
 #define HIST_PACKED_COUNT_MAX ((UINT64_C(1) << 48) - 1)
+/* what a flush adds to a histogram, up to this many buckets, goes to a field a bucket (l{i},
+ * s{i}, l:{peer}:{i}: one HINCRBY each) instead: cheaper than merging, for few (sparse series,
+ * late spans) */
+#define HIST_FEW 4
 
 struct store {
     char host[256];
@@ -214,8 +218,9 @@ static const char *const scripts[SCRIPT__COUNT] = {
      * is in the coarse buckets once. A histogram is one field (L, S, L:{peer}) packed as the
      * records carry it: what a call adds to a field is summed first and merged with what the
      * field holds once, at the end (a Redis call from Lua costs far more than the Lua a bucket
-     * takes). Fields of one bucket each (l{i}, s{i}, l:{peer}:{i}: the older layout) are rolled
-     * up as counters, like r and e. Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half
+     * takes); what adds HIST_FEW buckets or fewer goes to fields of one bucket each (l{i}, s{i},
+     * l:{peer}:{i}, as emp-servers wrote every histogram before), counters rolled up like r and
+     * e. Readers add both. Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half
      * from another consumer; calls nobody answered become leaves when emp:tj:due says their
      * wait is over. Returns joined, waiting and leaf calls, and the minutes rolled up (at most
      * TRACE_ROLLS_PER_CALL). */
@@ -271,15 +276,27 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "local hists, hist_keys = {}, {}\n"
         "local function hist(k, f, packed)\n"
         "  if packed == '' then return end\n"
+        "  if #packed <= " TEXT_OF(HIST_FEW) " * " TEXT_OF(HIST_PACKED) " then\n"
+        "    local each = (f == 'S' and 's' or 'l') .. string.sub(f, 2)\n"
+        "    if #f > 1 then each = each .. ':' end\n"
+        "    for p = 1, #packed - " TEXT_OF(HIST_PACKED) " + 1, " TEXT_OF(HIST_PACKED) " do\n"
+        "      local b, n = struct.unpack('" HIST_PACKED_FORMAT "', packed, p)\n"
+        "      redis.call('HINCRBY', k, each .. b, n)\n"
+        "    end\n"
+        "    return\n"
+        "  end\n"
         "  local h = hists[k]\n"
         "  if not h then h = {} hists[k] = h hist_keys[#hist_keys + 1] = k end\n"
         "  local l = h[f]\n"
         "  if not l then h[f] = {packed} else l[#l + 1] = packed end\n"
         "end\n"
-        /* two packed histograms into one: their buckets in order, counts of the same added */
-        "local function merge(x, y)\n"
+        /* two packed histograms into one: their buckets in order, counts of the same added.
+         * Of about the same size, both are walked bucket by bucket; a small one into a large one
+         * (late spans, a minute rolled up) is walked alone, each of its buckets placed in the
+         * large one by binary search and the runs between copied in one piece */
+        "local fmt, w = '" HIST_PACKED_FORMAT "', " TEXT_OF(HIST_PACKED) "\n"
+        "local function merge_walk(x, y)\n"
         "  local out, n, i, j, nx, ny = {}, 0, 1, 1, #x, #y\n"
-        "  local fmt, w = '" HIST_PACKED_FORMAT "', " TEXT_OF(HIST_PACKED) "\n"
         "  local bx, cx, by, cy\n"
         "  if i <= nx then bx, cx = struct.unpack(fmt, x, i) end\n"
         "  if j <= ny then by, cy = struct.unpack(fmt, y, j) end\n"
@@ -299,13 +316,36 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  end\n"
         "  return table.concat(out)\n"
         "end\n"
+        "local function merge(x, y)\n"
+        "  if #x < #y then x, y = y, x end\n"
+        "  if #y * 8 >= #x then return merge_walk(x, y) end\n"
+        "  local out, n, i, nx = {}, 0, 1, #x\n"
+        "  for j = 1, #y - w + 1, w do\n"
+        "    local by, cy = struct.unpack(fmt, y, j)\n"
+        "    local lo, hi = (i - 1) / w, math.floor(nx / w)\n"
+        "    while lo < hi do\n"
+        "      local mid = math.floor((lo + hi) / 2)\n"
+        "      if struct.unpack('<H', x, mid * w + 1) < by then lo = mid + 1 else hi = mid end\n"
+        "    end\n"
+        "    local at = lo * w + 1\n"
+        "    if at > i then n = n + 1 out[n] = string.sub(x, i, at - 1) end\n"
+        "    local bx, cx\n"
+        "    if at + w - 1 <= nx then bx, cx = struct.unpack(fmt, x, at) end\n"
+        "    n = n + 1\n"
+        "    if bx == by then out[n] = struct.pack(fmt, by, cx + cy) i = at + w\n"
+        "    else out[n] = string.sub(y, j, j + w - 1) i = at end\n"
+        "  end\n"
+        "  if i <= nx then n = n + 1 out[n] = string.sub(x, i) end\n"
+        "  return table.concat(out)\n"
+        "end\n"
         /* in parts of 500 fields: unpack() takes at most some 8,000 values */
         "local function write_hists()\n"
         "  for _, k in ipairs(hist_keys) do\n"
         "    local fs = {}\n"
         "    for f in pairs(hists[k]) do fs[#fs + 1] = f end\n"
         "    for j = 1, #fs, 500 do\n"
-        "      local part = {unpack(fs, j, math.min(j + 499, #fs))}\n"
+        "      local part = fs\n"
+        "      if #fs > 500 then part = {unpack(fs, j, math.min(j + 499, #fs))} end\n"
         "      local old, args = redis.call('HMGET', k, unpack(part)), {}\n"
         "      for m, f in ipairs(part) do\n"
         "        local l = hists[k][f]\n"

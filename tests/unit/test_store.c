@@ -969,6 +969,58 @@ static void test_trace_older_layout(void **state)
     assert_int_equal(same_minute(c, minute), 34); /* the coarse bucket: both layouts' counts */
 }
 
+/* Flushes into one fine bucket of id-web: servers of the given durations. */
+static void write_durations(struct ctx *c, int64_t bucket, const int64_t *durations, int n,
+                            uint64_t first_trace)
+{
+    struct agg *a = trace_agg();
+    for (int i = 0; i < n; i++) {
+        struct span s = fixture_span(first_trace + (uint64_t)i, 1, 0, SPAN_SERVER, "alice/web",
+                                     NULL, bucket * 1000000 + i * 1000, durations[i]);
+        agg_add(a, &s, 1, (bucket + 20) * 1000000);
+    }
+    trace_flush(c->store, a, (bucket + 20) * 1000, 1000);
+    agg_free(a);
+}
+
+/* What later flushes add to a packed histogram is merged bucket by bucket: a histogram of about
+ * the same size (both walked), a few buckets into many (placed by binary search), and fewer than
+ * HIST_FEW (fields of their own); every bucket's count is the sum. */
+static void test_trace_histogram_merges(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t bucket = now_s - now_s % 60 - 600; /* a minute of id-web's no other test writes */
+    static uint64_t expected[HIST_BUCKETS];
+    memset(expected, 0, sizeof(expected));
+    int64_t many[80], some[60], few[8];
+    for (int i = 0; i < 80; i++) /* some 80 buckets apart */
+        many[i] = 40 + (int64_t)i * 7 * (i + 1);
+    for (int i = 0; i < 60; i++) /* about as many, half of them new */
+        some[i] = i % 2 ? many[i] : many[i] + 1 + i * 3;
+    for (int i = 0; i < 8; i++) /* a few into many: two new, six met */
+        few[i] = i < 2 ? 30 + i : many[10 * i];
+    int64_t *runs[] = {many, some, few, few};
+    int lens[] = {80, 60, 8, 3};
+    for (int r = 0; r < 4; r++) {
+        write_durations(c, bucket, runs[r], lens[r], 7000 + (uint64_t)r * 1000);
+        for (int i = 0; i < lens[r]; i++)
+            expected[hist_bucket((uint64_t)runs[r][i])]++;
+    }
+    struct emp_error err = {0};
+    struct store_trace_window w;
+    assert_int_equal(store_trace_window_get(c->store, "id-web", bucket + 10, 10, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 80 + 60 + 8 + 3);
+    for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+        uint64_t got = hist_sum(w.latency, w.latency_len, b);
+        if (got != expected[b])
+            fail_msg("latency bucket %u: %llu counted, %llu sent", b, (unsigned long long)got,
+                     (unsigned long long)expected[b]);
+        assert_int_equal(hist_sum(w.self, w.self_len, b), expected[b]);
+    }
+    store_trace_window_free(&w);
+}
+
 /* Buckets expire: Redis drops fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones later. */
 static void test_trace_buckets_expire(void **state)
 {
@@ -1012,6 +1064,7 @@ int main(void)
         cmocka_unit_test(test_trace_write_once),
         cmocka_unit_test(test_trace_adopt),
         cmocka_unit_test(test_trace_older_layout),
+        cmocka_unit_test(test_trace_histogram_merges),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
