@@ -27,13 +27,15 @@ static bool fail(struct reader *r, const char *why)
     return false;
 }
 
-static void skip_ws(struct reader *r)
+/* skip_ws and eat run between every two tokens: inlined, which GCC does not do of itself here,
+ * they cost the parse a tenth less (the bench's spans, parsed alone: 315 -> 280 ns a span) */
+static inline __attribute__((always_inline)) void skip_ws(struct reader *r)
 {
     while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
         r->p++;
 }
 
-static bool eat(struct reader *r, char c)
+static inline __attribute__((always_inline)) bool eat(struct reader *r, char c)
 {
     skip_ws(r);
     if (r->p < r->end && *r->p == c) {
