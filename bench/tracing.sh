@@ -218,8 +218,10 @@ say "   its CPU $(calc "$ING_TICKS / $CLK_TCK" 2)s: $KAFKA_PER_CORE spans/s per 
   say "   NOTE: emp-server consumed $T_CONSUMED messages, $LIVE_MESSAGES were produced (the mock kept fewer?)"
 KAFKA_HWM_MIB=$(calc "$(vm_kib "$(cat "$A/pid")" VmHWM) / 1024")
 if wait_stored "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS"; then
-  # counting runs ahead of Redis by what the aggregator holds (parked batches): the rate to the
-  # last span in the store is what a stream longer than that would get
+  # counting runs ahead of Redis by what the aggregator and its parked batches hold, and the
+  # last flush comes up to a flush interval after the last span: for a burst this short, the
+  # rate to the last span in the store is a lower bound of a longer stream's, the counting rate
+  # an upper one
   now_us
   KAFKA_STORED_RATE=$(calc "($LIVE_SPANS - $ING_S0) / max(($NOW_US - $ING_T0) / 1000000, 0.001)" 0)
   say "   all in Redis $(calc "($NOW_US - $ING_T0) / 1000000" 3)s after the first was counted: $KAFKA_STORED_RATE spans/s"
