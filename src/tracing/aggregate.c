@@ -99,12 +99,13 @@ static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
             hi = mid;
     }
     if (lo < h->len && h->entries[lo].bucket == bucket) {
-        h->entries[lo].count++;
+        if (h->entries[lo].count < UINT32_MAX)
+            h->entries[lo].count++;
         return;
     }
     if (h->len == h->cap) {
         uint32_t cap = h->cap ? h->cap * 2 : 8;
-        struct hist_entry *grown = realloc(h->entries, cap * sizeof(*grown));
+        struct agg_hist_entry *grown = realloc(h->entries, cap * sizeof(*grown));
         if (!grown)
             return;
         a->bytes += (cap - h->cap) * sizeof(*grown);
@@ -112,7 +113,7 @@ static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
         h->cap = cap;
     }
     memmove(&h->entries[lo + 1], &h->entries[lo], (h->len - lo) * sizeof(*h->entries));
-    h->entries[lo] = (struct hist_entry){.bucket = bucket, .count = 1};
+    h->entries[lo] = (struct agg_hist_entry){.bucket = bucket, .count = 1};
     h->len++;
 }
 

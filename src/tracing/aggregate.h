@@ -36,9 +36,16 @@ struct agg_config {
     void *resolve_ctx;
 };
 
+/* A histogram bucket of a drain: 8 bytes (a drain holds far fewer than 2^32 spans), so that a
+ * search in a histogram touches half the cache lines. */
+struct agg_hist_entry {
+    uint16_t bucket;
+    uint32_t count;
+};
+
 /* A histogram's buckets that are not empty, in ascending order. */
 struct agg_hist {
-    struct hist_entry *entries;
+    struct agg_hist_entry *entries;
     uint32_t len, cap;
 };
 
