@@ -44,9 +44,9 @@ struct collector_message {
 };
 
 /* Parses and counts messages as collector_add does each, taking the aggregator's lock once for
- * as many of them as hold about COLLECTOR_BATCH_SPANS spans together: a queue's worker hands over
- * what it took from the queue at once, and two workers do not wait on each other for every
- * message. Thread-safe. */
+ * as many of them as hold about COLLECTOR_BATCH_SPANS spans together (64 messages at most): a
+ * queue's worker hands over what it took from the queue at once, and two workers do not wait on
+ * each other for every message. Thread-safe. */
 #define COLLECTOR_BATCH_SPANS 1024
 void collector_add_many(struct collector *collector, const struct collector_message *messages,
                         size_t count);
