@@ -103,8 +103,7 @@ struct conn {
 /* ---- scripts ---- */
 
 static const char *const scripts[SCRIPT__COUNT] = {
-    /* KEYS: app, appnames, userapps, apps, due. ARGV: id, name, now, max_apps, field, value,
-       ... */
+    /* KEYS: app, appnames, userapps, apps, due. ARGV: id, name, now, max_apps, fields... */
     [SCRIPT_APP_CREATE] = "if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end\n"
                           "if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end\n"
                           "redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])\n"
@@ -201,31 +200,34 @@ static const char *const scripts[SCRIPT__COUNT] = {
     [SCRIPT_NODE_RELEASE] =
         "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
         "return 1\n",
+    /* the comment and the Lua kept as written: clang-format would reflow the list of records,
+     * split the long Lua lines and re-indent the rest (one line of Lua a line) */
+    /* clang-format off */
     /* No KEYS: the keys follow from the records (one Redis, not a cluster). ARGV: now_ms, join
      * keys' ttl_ms, join wait_ms, fine keep_s, coarse keep_s, roll-up grace_s, the step's id
-     * ("" for none: a step with an id and records is applied once, however often it is sent;
-     * one without records leaves no mark), then records: S app bucket requests errors latency
-     * self   an app's series E caller_app caller callee callee_app bucket calls errors latency
-     * an edge (a histogram: its buckets as HIST_PACKED bytes each, ascending; see hist_pack) H
-     * server trace id parent shared service app remote remote_app bucket hist_bucket error (a
-     * server half is found by its id, or by its parent: py_zipkin marks servers shared whatever
-     * their id, so the flag does not tell the convention) T field increment   a counter of the
-     * ingestion Counts go into the 10 s buckets (keys as in store_trace_window_get). Each
-     * minute of an app is rolled up into its 60 s buckets once, grace_s after it ended
-     * (emp:troll says when): the six fine buckets' sums are added and the coarse m bucket
-     * marked R. A count for a minute rolled up already goes to its fine and its coarse bucket;
-     * one whose fine bucket would have expired goes to the coarse bucket only. So every count
-     * is in the coarse buckets once. A histogram is one field (L, S, L:{peer}) packed as the
-     * records carry it: what a call adds to a field is summed first and merged with what the
-     * field holds once, at the end (a Redis call from Lua costs far more than the Lua a bucket
-     * takes); what adds HIST_FEW buckets or fewer goes to fields of one bucket each (l{i}, s{i},
-     * l:{peer}:{i}, as emp-servers wrote every histogram before), counters rolled up like r and
-     * e. Readers add both. Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half
-     * from another consumer; calls nobody answered become leaves when emp:tj:due says their
-     * wait is over. Returns joined, waiting and leaf calls, and the minutes rolled up (at most
-     * TRACE_ROLLS_PER_CALL). */
-    /* one line of Lua a line: clang-format would split the long ones and re-indent the rest */
-    /* clang-format off */
+     * ("" for none: a step with an id and records is applied once, however often it is sent; one
+     * without records leaves no mark), then records:
+     *   S app bucket requests errors latency self   an app's series
+     *   E caller_app caller callee callee_app bucket calls errors latency   an edge
+     *     (latency, self: a histogram, its buckets as HIST_PACKED bytes each, ascending; see
+     *     arg_hist)
+     *   H server trace id parent shared service app remote remote_app bucket hist_bucket error
+     *     (a server half is found by its id, or by its parent: py_zipkin marks servers shared
+     *     whatever their id, so the flag does not tell the convention)
+     *   T field increment   a counter of the ingestion
+     * Counts go into the 10 s buckets (keys as in store_trace_window_get). Each minute of an app
+     * is rolled up into its 60 s buckets once, grace_s after it ended (emp:troll says when): the
+     * six fine buckets' sums are added and the coarse m bucket marked R. A count for a minute
+     * rolled up already goes to its fine and its coarse bucket; one whose fine bucket would have
+     * expired goes to the coarse bucket only. So every count is in the coarse buckets once.
+     * A histogram is one field (L, S, L:{peer}) packed as the records carry it: what a call adds
+     * to a field is gathered first and merged with what the field holds once, at the end (a
+     * Redis call from Lua costs far more than the Lua a bucket takes); what adds HIST_FEW
+     * buckets or fewer goes to fields of one bucket each (l{i}, s{i}, l:{peer}:{i}, as
+     * emp-servers wrote every histogram before), counters rolled up like r and e. Readers add
+     * both. Halves wait under emp:tj:{c|s|p}:{trace}:{id} for a half from another consumer;
+     * calls nobody answered become leaves when emp:tj:due says their wait is over. Returns
+     * joined, waiting and leaf calls, and the minutes rolled up (at most TRACE_ROLLS_PER_CALL). */
     [SCRIPT_TRACE_ADD] =
         "local now, join_ttl, join_wait = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])\n"
         "local keep_fine, keep_coarse = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -273,14 +275,17 @@ static const char *const scripts[SCRIPT__COUNT] = {
         /* histograms: hists[k][f] lists what the call adds to field f of key k, merged with
          * what the field holds by write_hists (a field that holds nothing yet and gets one
          * histogram takes it as it is) */
+        "local fmt, w = '" HIST_PACKED_FORMAT "', " TEXT_OF(HIST_PACKED) "\n"
+        "local byte, sub = string.byte, string.sub\n"
+        "local function bucket_at(s, p) local lo, hi = byte(s, p, p + 1) return lo + hi * 256 end\n"
         "local hists, hist_keys = {}, {}\n"
         "local function hist(k, f, packed)\n"
         "  if packed == '' then return end\n"
-        "  if #packed <= " TEXT_OF(HIST_FEW) " * " TEXT_OF(HIST_PACKED) " then\n"
-        "    local each = (f == 'S' and 's' or 'l') .. string.sub(f, 2)\n"
+        "  if #packed <= " TEXT_OF(HIST_FEW) " * w then\n"
+        "    local each = (f == 'S' and 's' or 'l') .. sub(f, 2)\n"
         "    if #f > 1 then each = each .. ':' end\n"
-        "    for p = 1, #packed - " TEXT_OF(HIST_PACKED) " + 1, " TEXT_OF(HIST_PACKED) " do\n"
-        "      local b, n = struct.unpack('" HIST_PACKED_FORMAT "', packed, p)\n"
+        "    for p = 1, #packed - w + 1, w do\n"
+        "      local b, n = struct.unpack(fmt, packed, p)\n"
         "      redis.call('HINCRBY', k, each .. b, n)\n"
         "    end\n"
         "    return\n"
@@ -294,14 +299,10 @@ static const char *const scripts[SCRIPT__COUNT] = {
          * Of about the same size, both are walked bucket by bucket; a small one into a large one
          * (late spans, a minute rolled up) is walked alone, each of its buckets placed in the
          * large one by binary search and the runs between copied in one piece */
-        "local fmt, w = '" HIST_PACKED_FORMAT "', " TEXT_OF(HIST_PACKED) "\n"
-        "local byte, sub = string.byte, string.sub\n"
         "local function merge_walk(x, y)\n"
         "  local out, n, i, j, nx, ny = {}, 0, 1, 1, #x, #y\n"
         "  while i <= nx and j <= ny do\n"
-        "    local a, b = byte(x, i, i + 1)\n"
-        "    local c, d = byte(y, j, j + 1)\n"
-        "    local bx, by = a + b * 256, c + d * 256\n"
+        "    local bx, by = bucket_at(x, i), bucket_at(y, j)\n"
         "    if bx == by then\n"
         "      local _, cx = struct.unpack(fmt, x, i)\n"
         "      local _, cy = struct.unpack(fmt, y, j)\n"
@@ -309,19 +310,11 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "      i, j = i + w, j + w\n"
         "    elseif bx < by then\n" /* the run of x below y's bucket, in one piece */
         "      local from = i\n"
-        "      repeat\n"
-        "        i = i + w\n"
-        "        if i > nx then break end\n"
-        "        a, b = byte(x, i, i + 1)\n"
-        "      until a + b * 256 >= by\n"
+        "      repeat i = i + w until i > nx or bucket_at(x, i) >= by\n"
         "      n = n + 1 out[n] = sub(x, from, i - 1)\n"
         "    else\n"
         "      local from = j\n"
-        "      repeat\n"
-        "        j = j + w\n"
-        "        if j > ny then break end\n"
-        "        c, d = byte(y, j, j + 1)\n"
-        "      until c + d * 256 >= bx\n"
+        "      repeat j = j + w until j > ny or bucket_at(y, j) >= bx\n"
         "      n = n + 1 out[n] = sub(y, from, j - 1)\n"
         "    end\n"
         "  end\n"
@@ -331,24 +324,24 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "end\n"
         "local function merge(x, y)\n"
         "  if #x < #y then x, y = y, x end\n"
-        "  if #y * 8 >= #x then return merge_walk(x, y) end\n"
+        "  if #y * 8 >= #x then return merge_walk(x, y) end\n" /* within 8 times the size */
         "  local out, n, i, nx = {}, 0, 1, #x\n"
         "  for j = 1, #y - w + 1, w do\n"
         "    local by, cy = struct.unpack(fmt, y, j)\n"
         "    local lo, hi = (i - 1) / w, math.floor(nx / w)\n"
         "    while lo < hi do\n"
         "      local mid = math.floor((lo + hi) / 2)\n"
-        "      if struct.unpack('<H', x, mid * w + 1) < by then lo = mid + 1 else hi = mid end\n"
+        "      if bucket_at(x, mid * w + 1) < by then lo = mid + 1 else hi = mid end\n"
         "    end\n"
         "    local at = lo * w + 1\n"
-        "    if at > i then n = n + 1 out[n] = string.sub(x, i, at - 1) end\n"
+        "    if at > i then n = n + 1 out[n] = sub(x, i, at - 1) end\n"
         "    local bx, cx\n"
         "    if at + w - 1 <= nx then bx, cx = struct.unpack(fmt, x, at) end\n"
         "    n = n + 1\n"
         "    if bx == by then out[n] = struct.pack(fmt, by, cx + cy) i = at + w\n"
-        "    else out[n] = string.sub(y, j, j + w - 1) i = at end\n"
+        "    else out[n] = sub(y, j, j + w - 1) i = at end\n"
         "  end\n"
-        "  if i <= nx then n = n + 1 out[n] = string.sub(x, i) end\n"
+        "  if i <= nx then n = n + 1 out[n] = sub(x, i) end\n"
         "  return table.concat(out)\n"
         "end\n"
         /* in parts of 500 fields: unpack() takes at most some 8,000 values */
@@ -421,7 +414,7 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "end\n"
         "local function one(b)\n"
         "  if b == '' then return '' end\n"
-        "  return struct.pack('" HIST_PACKED_FORMAT "', tonumber(b), 1)\n"
+        "  return struct.pack(fmt, tonumber(b), 1)\n"
         "end\n"
         "local function waiting(k, service)\n"
         "  local v = redis.call('GET', k)\n"
@@ -533,7 +526,6 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  redis.call('ZREM', 'emp:troll', id)\n"
         "end\n"
         "return {joined, waits, leaves, #due_rolls}\n",
-    /* clang-format on */
     /* clang-format on */
     /* No KEYS. ARGV: coarse keep_s, then app minute...: each minute marked rolled up (R) unless
      * it is already. Returns how many were marked. */

@@ -37,13 +37,11 @@ struct pending {
     struct pending *next_in_bucket; /* in its slot, or in the free list */
     enum role role;
     bool has_parent, shared, error;
-    bool matched;        /* a server whose caller was found, a call whose server was */
-    uint64_t service_id; /* hash of service, for every role */
+    bool matched; /* a server whose caller was found, a call whose server was */
     int64_t deadline_us;
     /* what it carries */
-    const char *service; /* the text of names[0] (a name is held once: equal names, equal */
-    const char *remote;  /* pointers); remote: the text of names[1], or "" */
-    struct name *names[2];
+    struct name *names[2]; /* its service, and the remote one (NULL when none); a name is held
+                            * once, so equal names are equal pointers */
     uint64_t parent_id;
     int64_t timestamp_us;
     int64_t duration_us;
@@ -52,6 +50,16 @@ struct pending {
     struct pending *older, *newer; /* by deadline (arrival order) */
     char app_id[AGG_ID_MAX];
 };
+
+static const char *service_of(const struct pending *p)
+{
+    return p->names[0]->text;
+}
+
+static const char *remote_of(const struct pending *p)
+{
+    return p->names[1] ? p->names[1]->text : "";
+}
 
 struct agg {
     struct agg_config config;
@@ -235,10 +243,7 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
     memset(p, 0, sizeof(*p));
     p->names[0] = service_name;
     p->names[1] = remote_name;
-    p->service = service_name->text;
-    p->remote = remote_name ? remote_name->text : "";
     memcpy(p->app_id, app_id, AGG_ID_MAX);
-    p->service_id = service_name->hash;
     p->parent_id = s->parent_id;
     p->has_parent = s->has_parent;
     p->shared = s->shared;
@@ -395,7 +400,7 @@ static void count_edge(struct agg *a, const struct call *call, const char *calle
 
 static struct call call_of(const struct pending *p)
 {
-    return (struct call){p->app_id, p->service, p->timestamp_us, p->duration_us, p->error};
+    return (struct call){p->app_id, service_of(p), p->timestamp_us, p->duration_us, p->error};
 }
 
 /* A half that found no other half here: another consumer may hold it (the store joins them). */
@@ -417,10 +422,10 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
     h->has_parent = p->has_parent;
     h->shared = p->shared;
     memcpy(h->app_id, p->app_id, AGG_ID_MAX);
-    snprintf(h->service, sizeof(h->service), "%s", p->service);
-    snprintf(h->remote, sizeof(h->remote), "%s", p->remote);
-    if (!server && p->remote[0] &&
-        !a->config.resolve(a->config.resolve_ctx, p->remote, h->remote_app))
+    snprintf(h->service, sizeof(h->service), "%s", service_of(p));
+    snprintf(h->remote, sizeof(h->remote), "%s", remote_of(p));
+    if (!server && h->remote[0] &&
+        !a->config.resolve(a->config.resolve_ctx, h->remote, h->remote_app))
         h->remote_app[0] = '\0';
     h->bucket = bucket_of(a, p->timestamp_us);
     h->duration_us = p->duration_us;
@@ -433,7 +438,7 @@ static void finish(struct agg *a, struct pending *p)
 {
     if (p->role == ROLE_SERVER_ID) {
         struct pending *kids =
-            find(a, p->trace_hi, p->trace_lo, p->id, p->service_id, ROLE_CHILDREN);
+            find(a, p->trace_hi, p->trace_lo, p->id, p->names[0]->hash, ROLE_CHILDREN);
         int64_t waited = p->children_us + (kids ? kids->children_us : 0);
         if (p->duration_us > 0) {
             int64_t self = p->duration_us - waited;
@@ -450,9 +455,9 @@ static void finish(struct agg *a, struct pending *p)
         if (!p->matched && p->has_parent) {
             /* the child convention: its caller's client span is its parent */
             struct pending *call = find(a, p->trace_hi, p->trace_lo, p->parent_id, 0, ROLE_CALL);
-            if (call && call->service != p->service) { /* names are held once */
+            if (call && call->names[0] != p->names[0]) {
                 struct call c = call_of(call);
-                count_edge(a, &c, p->service, p->app_id, p->error);
+                count_edge(a, &c, service_of(p), p->app_id, p->error);
                 p->matched = true;
                 drop(a, call);
             }
@@ -468,9 +473,9 @@ static void finish(struct agg *a, struct pending *p)
         /* the child convention: a server span whose parent is this call */
         struct pending *child = find(a, p->trace_hi, p->trace_lo, p->id, 0, ROLE_SERVER_PARENT);
         struct pending *server = child ? child->twin : NULL;
-        if (server && server->service != p->service) {
+        if (server && server->names[0] != p->names[0]) {
             struct call call = call_of(p);
-            count_edge(a, &call, server->service, server->app_id, server->error);
+            count_edge(a, &call, service_of(server), server->app_id, server->error);
             matched_server(a, server);
             p->matched = true;
         }
@@ -480,9 +485,10 @@ static void finish(struct agg *a, struct pending *p)
          * will: a leaf, the service the client named, as in Zipkin's linker. Otherwise the server
          * may have gone to another consumer. */
         char ignored[AGG_ID_MAX];
-        if (p->remote[0] && !a->config.resolve(a->config.resolve_ctx, p->remote, ignored)) {
+        const char *remote = remote_of(p);
+        if (remote[0] && !a->config.resolve(a->config.resolve_ctx, remote, ignored)) {
             struct call call = call_of(p);
-            count_edge(a, &call, p->remote, NULL, false);
+            count_edge(a, &call, remote, NULL, false);
         } else {
             add_half(a, p, false);
         }
@@ -522,7 +528,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
      * children of the server name it as their parent, so the parent is only a fallback. */
     struct pending *call = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_CALL);
     bool matched = false;
-    if (call && strcmp(call->service, s->local_service) != 0) {
+    if (call && strcmp(service_of(call), s->local_service) != 0) {
         struct call c = call_of(call);
         count_edge(a, &c, s->local_service, app_id, span_failed(s));
         matched = true;
@@ -535,7 +541,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
     by_id->matched = matched;
     /* calls inside it that came first: their sum is its now, so it cannot expire before it */
     struct pending *kids =
-        find(a, s->trace_hi, s->trace_lo, s->id, by_id->service_id, ROLE_CHILDREN);
+        find(a, s->trace_hi, s->trace_lo, s->id, by_id->names[0]->hash, ROLE_CHILDREN);
     if (kids) {
         by_id->children_us = kids->children_us;
         drop(a, kids);
@@ -573,8 +579,8 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
     /* its server, if that came first and shares this id; a server that is a child of this span
      * is looked for when the window ends (finish) */
     struct pending *by_id = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
-    if (by_id && !by_id->matched && strcmp(by_id->service, s->local_service) != 0) {
-        count_edge(a, &call, by_id->service, by_id->app_id, by_id->error);
+    if (by_id && !by_id->matched && strcmp(service_of(by_id), s->local_service) != 0) {
+        count_edge(a, &call, service_of(by_id), by_id->app_id, by_id->error);
         matched_server(a, by_id);
         return;
     }

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The collector: parse and resolve services to apps outside the lock (each thread has its own room
  * for the spans of the messages it counts in one go), count a go's under it at once, flush from a
- * thread of its own. A batch the store did not
- * take is kept and sent again (a bounded number of them), so that a Redis outage delays counts
- * rather than losing them; while one waits, collector_done_before() does not move, and Kafka
- * offsets are not committed. */
+ * thread of its own. A batch the store did not take is kept and sent again (a bounded number of
+ * them), so that a Redis outage delays counts rather than losing them; while one waits,
+ * collector_done_before() does not move, and Kafka offsets are not committed. */
 #include "collector.h"
 
 #include <errno.h>
