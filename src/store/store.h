@@ -201,8 +201,9 @@ int store_recon_expedite_all(struct store *store, int64_t now_ms, struct emp_err
 int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_error *err);
 
 /* ---- trace metrics ----
- * What the tracing aggregator counted, kept in a mergeable form: every count is added (HINCRBY),
- * so any number of emp-servers may add to the same buckets and any one answers for all. Counts go
+ * What the tracing aggregator counted, kept in a mergeable form: every count is added (HINCRBY, or
+ * a packed histogram's buckets summed into the field by the script), so any number of emp-servers
+ * may add to the same buckets and any one answers for all. Counts go
  * into fine (10 s) buckets; STORE_TRACE_ROLL_AFTER_S after a minute ends, whichever emp-server
  * writes next rolls it up into the coarse (60 s) buckets once, and counts later than that go to
  * both. Redis expires fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones after
