@@ -203,11 +203,11 @@ int store_recon_next_due(struct store *store, int64_t *ret_due_ms, struct emp_er
 /* ---- trace metrics ----
  * What the tracing aggregator counted, kept in a mergeable form: every count is added (HINCRBY, or
  * a packed histogram's buckets summed into the field by the script), so any number of emp-servers
- * may add to the same buckets and any one answers for all. Counts go
- * into fine (10 s) buckets; STORE_TRACE_ROLL_AFTER_S after a minute ends, whichever emp-server
- * writes next rolls it up into the coarse (60 s) buckets once, and counts later than that go to
- * both. Redis expires fine buckets after STORE_TRACE_FINE_KEEP_S and coarse ones after
- * STORE_TRACE_COARSE_KEEP_S; a coarse window reads the fine buckets of minutes not rolled up. */
+ * may add to the same buckets and any one answers for all. Counts go into fine (10 s) buckets;
+ * STORE_TRACE_ROLL_AFTER_S after a minute ends, whichever emp-server writes next rolls it up into
+ * the coarse (60 s) buckets once, and counts later than that go to both. Redis expires fine
+ * buckets after STORE_TRACE_FINE_KEEP_S and coarse ones after STORE_TRACE_COARSE_KEEP_S; a coarse
+ * window reads the fine buckets of minutes not rolled up. */
 
 #define STORE_TRACE_FINE_S        10
 #define STORE_TRACE_COARSE_S      60
