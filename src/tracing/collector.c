@@ -29,6 +29,7 @@
 #define UNSENT_MAX     32         /* batches kept while the store is unavailable */
 #define PARKED_MAX     2          /* batches drained by ingestion while the flusher is busy */
 #define GO_MESSAGES    64         /* messages counted in one go, at most */
+#define STORE_BOUND_MS 1000       /* how long a wait for the store says it limits ingestion */
 
 /* What a service name was found to be. */
 struct resolved {
@@ -63,7 +64,9 @@ struct collector {
     struct agg_batch parked[PARKED_MAX];
     size_t parked_count;
     pthread_cond_t unparked;
-    pthread_mutex_t flush_lock; /* one flush at a time */
+    atomic_int waiting_for_store;     /* threads that wait in add_messages for a parked slot */
+    atomic_llong waited_for_store_ms; /* when one last stopped waiting (time_mono_ms()) */
+    pthread_mutex_t flush_lock;       /* one flush at a time */
     pthread_t flusher;
     pthread_cond_t wake;
     bool stopping;
@@ -263,9 +266,14 @@ static void add_messages(struct collector *c, const struct collector_message *me
                  * in a parked batch, so that it never fills up and loses counts; with all of
                  * those taken, this thread waits for the flusher, which takes them every round,
                  * whether the store answers or not */
-                while (c->parked_count == PARKED_MAX && !c->stopping) {
-                    pthread_cond_signal(&c->wake); /* parked in this go: not yet woken */
-                    pthread_cond_wait(&c->unparked, &c->lock);
+                if (c->parked_count == PARKED_MAX && !c->stopping) {
+                    atomic_fetch_add(&c->waiting_for_store, 1);
+                    while (c->parked_count == PARKED_MAX && !c->stopping) {
+                        pthread_cond_signal(&c->wake); /* parked in this go: not yet woken */
+                        pthread_cond_wait(&c->unparked, &c->lock);
+                    }
+                    atomic_store(&c->waited_for_store_ms, time_mono_ms());
+                    atomic_fetch_sub(&c->waiting_for_store, 1);
                 }
                 if (c->parked_count < PARKED_MAX)
                     agg_drain(c->agg, &c->parked[c->parked_count++]);
@@ -408,6 +416,14 @@ static void *flusher_main(void *arg)
 int collector_flush_all(struct collector *c, struct emp_error *err)
 {
     return flush(c, true, err);
+}
+
+bool collector_store_bound(struct collector *c)
+{
+    if (atomic_load(&c->waiting_for_store) > 0)
+        return true;
+    long long waited = atomic_load(&c->waited_for_store_ms);
+    return waited && time_mono_ms() - waited < STORE_BOUND_MS;
 }
 
 int64_t collector_done_before(struct collector *c)

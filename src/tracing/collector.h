@@ -7,6 +7,7 @@
 #ifndef EMP_COLLECTOR_H
 #define EMP_COLLECTOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,11 @@ void collector_add_many(struct collector *collector, const struct collector_mess
 
 /* Parses one message without counting it, to tell whether it is valid. Thread-safe. */
 void collector_check(const char *buf, size_t len, struct span_parse_result *ret);
+
+/* Whether counting had to wait for the store lately (a thread waits now, or did within the last
+ * second): the store limits ingestion then, and more messages queued for counting would only
+ * take memory. Thread-safe. */
+bool collector_store_bound(struct collector *collector);
 
 /* Everything given to collector_add before this time (time_mono_ms()) is in the store. */
 int64_t collector_done_before(struct collector *collector);

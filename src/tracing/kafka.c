@@ -37,10 +37,10 @@
 #define POLL_MS         100
 #define STOP_FLUSH_MS   5000
 #define WORKERS         2
-#define WORK_BATCH      16        /* messages a worker takes from the inbox at once, at most */
-#define INBOX_SLOTS     65536u    /* messages (a power of two) */
-#define INBOX_BYTES     (8 << 20) /* by default: --kafka-inbox-mb */
-#define WAIT_MS         20        /* while paused: how long the consumer waits for room at a time */
+#define WORK_BATCH      16         /* messages a worker takes from the inbox at once, at most */
+#define INBOX_SLOTS     65536u     /* messages (a power of two) */
+#define INBOX_BYTES     (24 << 20) /* by default: --kafka-inbox-mb */
+#define WAIT_MS         20         /* while paused: the consumer waits this long for room at once */
 #define WAKE_TIMEOUT_MS 1000
 
 /* Offsets before next_offset were all given to the collector by last_ms. */
@@ -70,7 +70,8 @@ struct inbox {
     struct slot *slots;   /* INBOX_SLOTS */
     uint64_t tail, taken, head;
     size_t bytes;
-    size_t high, low; /* bytes at which the partitions are paused, and resumed */
+    size_t high;      /* bytes at which the partitions are paused (resumed at half) */
+    bool store_bound; /* the collector waits for the store: paused at a quarter of high */
     bool closed;      /* the workers count what is left and end */
 };
 
@@ -146,14 +147,24 @@ static void commit_done(struct kafka *k, bool all)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-static bool inbox_full(const struct inbox *in)
+/* The bytes at which the inbox is full now. While the store limits how fast the workers count,
+ * more messages waiting for them would only take memory (the run of bench/tracing.sh that counts
+ * an hour of 1,000 services, say), so it is full at a quarter; otherwise the inbox is long enough
+ * that the workers do not run out while librdkafka fetches what was dropped at a pause. */
+static size_t inbox_high(const struct inbox *in)
 {
-    return in->bytes >= in->high || in->head - in->tail >= INBOX_SLOTS / 2;
+    return in->store_bound ? in->high / 4 : in->high;
 }
 
+static bool inbox_full(const struct inbox *in)
+{
+    return in->bytes >= inbox_high(in) || in->head - in->tail >= INBOX_SLOTS / 2;
+}
+
+/* Down to half of full: what is left keeps the workers busy while the fetches start again. */
 static bool inbox_low(const struct inbox *in)
 {
-    return in->bytes <= in->low && in->head - in->tail <= INBOX_SLOTS / 4;
+    return in->bytes <= inbox_high(in) / 2 && in->head - in->tail <= INBOX_SLOTS / 4;
 }
 
 /* Retires the oldest messages while they are counted: marks their partitions, frees them. Under
@@ -275,7 +286,9 @@ static void pause_resume(struct kafka *k, rd_kafka_topic_partition_list_t *parts
 static void flow(struct kafka *k)
 {
     struct inbox *in = &k->inbox;
+    bool store_bound = collector_store_bound(k->collector);
     pthread_mutex_lock(&in->lock);
+    in->store_bound = store_bound;
     if (k->paused) {
         struct timespec until = time_deadline(WAIT_MS);
         while (!inbox_low(in))
@@ -476,7 +489,6 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
     k->partitions = calloc(PARTITIONS_MAX, sizeof(*k->partitions));
     k->inbox.slots = calloc(INBOX_SLOTS, sizeof(*k->inbox.slots));
     k->inbox.high = config->inbox_bytes ? config->inbox_bytes : INBOX_BYTES;
-    k->inbox.low = k->inbox.high / 4;
     pthread_mutex_init(&k->inbox.lock, NULL);
     pthread_cond_init(&k->inbox.work, NULL);
     pthread_cond_init(&k->inbox.room, NULL);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The collector against a real redis-server: spans in from several threads, counts in the store,
  * exactly, also when ingestion outruns the flusher (the aggregator drains into parked batches,
- * and ingestion waits for the flusher when those are all taken). */
+ * and ingestion waits for the flusher when those are all taken, which the collector reports as
+ * the store limiting ingestion). */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -201,6 +203,7 @@ static void test_every_span_is_counted_when_ingestion_outruns_the_flusher(void *
     struct collector *col;
     struct emp_error err = {0};
     assert_int_equal(collector_new(&config, &col, &err), 0);
+    assert_false(collector_store_bound(col));
     pthread_t threads[THREADS];
     struct feeder feeders[THREADS];
     for (int t = 0; t < THREADS; t++) {
@@ -211,6 +214,17 @@ static void test_every_span_is_counted_when_ingestion_outruns_the_flusher(void *
         pthread_join(threads[t], NULL);
         assert_int_equal(feeders[t].bad, 0);
     }
+    /* the feeders waited for the flusher: the store limited ingestion (the Kafka consumer keeps
+     * fewer messages waiting then), and a second after the last wait it no longer does */
+    int64_t fed_ms = time_mono_ms();
+    assert_true(collector_store_bound(col));
+    while (collector_store_bound(col) && time_mono_ms() - fed_ms < 3000)
+        usleep(10000);
+    assert_false(collector_store_bound(col));
+    int64_t bound_ms = time_mono_ms() - fed_ms;
+    if (bound_ms > 1100)
+        fail_msg("the store was said to limit ingestion %lld ms after the last wait",
+                 (long long)bound_ms);
     struct collector_counters cc;
     collector_counters(col, &cc);
     assert_int_equal(cc.messages, THREADS * MESSAGES);
