@@ -3,8 +3,8 @@
 
 uint64_t emp_hash_text(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = EMP_HASH_INIT;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
+        h = emp_hash_byte(h, *p);
     return h;
 }

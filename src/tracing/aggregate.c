@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "emp/hash.h"
-
 /* ---- pending halves ---- */
 
 enum role {
@@ -29,6 +27,23 @@ struct name {
     uint32_t refs;
     char text[SPAN_SERVICE_MAX];
 };
+
+/* A service name and its hash (emp_hash_text()), as spans and names carry them. */
+struct service_ref {
+    const char *name;
+    uint64_t hash;
+};
+
+static struct service_ref service_ref_of(const struct name *n)
+{
+    return (struct service_ref){n->text, n->hash};
+}
+
+/* Whether n is the name of service. */
+static bool name_is(const struct name *n, const struct service_ref *service)
+{
+    return n->hash == service->hash && strcmp(n->text, service->name) == 0;
+}
 
 struct pending {
     /* the key and the chain first: a lookup reads one cache line of each record it passes */
@@ -149,10 +164,10 @@ static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id
     return NULL;
 }
 
-/* The name text, held once more; NULL when AGG_NAMES_MAX names are held. */
-static struct name *name_hold(struct agg *a, const char *text)
+/* The name text (hash: its emp_hash_text()), held once more; NULL when AGG_NAMES_MAX names are
+ * held. */
+static struct name *name_hold(struct agg *a, const char *text, uint64_t hash)
 {
-    uint64_t hash = emp_hash_text(text);
     struct name **slot = &a->name_table[hash & (NAME_SLOTS - 1)];
     for (struct name *n = *slot; n; n = n->next)
         if (n->hash == hash && strcmp(n->text, text) == 0) {
@@ -227,8 +242,9 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
         finish(a, a->oldest); /* room for the new one: the oldest is done early */
     }
     struct name *service_name, *remote_name = NULL;
-    while (!(service_name = name_hold(a, s->local_service)) ||
-           (s->remote_service[0] && !(remote_name = name_hold(a, s->remote_service)))) {
+    while (!(service_name = name_hold(a, s->local_service, s->local_hash)) ||
+           (s->remote_service[0] &&
+            !(remote_name = name_hold(a, s->remote_service, s->remote_hash)))) {
         name_release(a, service_name); /* every name is held: the oldest halves are done early */
         if (!a->oldest)
             return NULL;
@@ -310,11 +326,14 @@ static bool same_series(const struct agg *a, uint32_t at, const void *k)
     return a->series[at].bucket == key->bucket && strcmp(a->series[at].app_id, key->app_id) == 0;
 }
 
-static struct agg_series *series_of(struct agg *a, const char *app_id, int64_t bucket)
+/* The series of app_id, whose service's name hashes to service: one app is one service, so the
+ * name's hash, already at hand, serves as the id's (were an app ever two services, its series
+ * would come twice in a batch, which the store adds up all the same). */
+static struct agg_series *series_of(struct agg *a, const char *app_id, uint64_t service,
+                                    int64_t bucket)
 {
     struct series_key key = {app_id, bucket};
-    size_t i =
-        probe(a->series_index, mix(emp_hash_text(app_id), (uint64_t)bucket), same_series, a, &key);
+    size_t i = probe(a->series_index, mix(service, (uint64_t)bucket), same_series, a, &key);
     if (a->series_index[i])
         return &a->series[a->series_index[i] - 1];
     if (a->series_count >= ENTRIES_MAX)
@@ -347,11 +366,13 @@ static bool same_edge(const struct agg *a, uint32_t at, const void *k)
            strcmp(e->callee, key->callee) == 0;
 }
 
+/* The edge from caller_app (its service caller, whose name hashes to caller_hash) to callee. */
 static struct agg_edge *edge_of(struct agg *a, const char *caller_app, const char *caller,
-                                const char *callee, const char *callee_app, int64_t bucket)
+                                uint64_t caller_hash, const struct service_ref *callee,
+                                const char *callee_app, int64_t bucket)
 {
-    struct edge_key key = {caller_app, callee, bucket};
-    uint64_t h = mix(mix(emp_hash_text(caller_app), emp_hash_text(callee)), (uint64_t)bucket);
+    struct edge_key key = {caller_app, callee->name, bucket};
+    uint64_t h = mix(mix(caller_hash, callee->hash), (uint64_t)bucket);
     size_t i = probe(a->edges_index, h, same_edge, a, &key);
     if (a->edges_index[i])
         return &a->edges[a->edges_index[i] - 1];
@@ -367,7 +388,7 @@ static struct agg_edge *edge_of(struct agg *a, const char *caller_app, const cha
     memset(e, 0, sizeof(*e));
     memcpy(e->caller_app, caller_app, AGG_ID_MAX);
     snprintf(e->caller, sizeof(e->caller), "%s", caller);
-    snprintf(e->callee, sizeof(e->callee), "%s", callee);
+    snprintf(e->callee, sizeof(e->callee), "%s", callee->name);
     snprintf(e->callee_app, sizeof(e->callee_app), "%s", callee_app ? callee_app : "");
     e->bucket = bucket;
     a->edges_index[i] = (uint32_t)a->edges_count;
@@ -376,19 +397,20 @@ static struct agg_edge *edge_of(struct agg *a, const char *caller_app, const cha
 
 /* A call: its caller (app, service) and what the caller saw of it. */
 struct call {
-    const char *app_id, *service;
+    const char *app_id;
+    struct service_ref service;
     int64_t timestamp_us, duration_us;
     bool error;
 };
 
 /* callee_failed: the callee's server span failed (a call fails when either side says so). */
-static void count_edge(struct agg *a, const struct call *call, const char *callee,
+static void count_edge(struct agg *a, const struct call *call, const struct service_ref *callee,
                        const char *callee_app, bool callee_failed)
 {
-    if (strcmp(call->service, callee) == 0)
+    if (call->service.hash == callee->hash && strcmp(call->service.name, callee->name) == 0)
         return; /* a service calling itself is no dependency */
-    struct agg_edge *e = edge_of(a, call->app_id, call->service, callee, callee_app,
-                                 bucket_of(a, call->timestamp_us));
+    struct agg_edge *e = edge_of(a, call->app_id, call->service.name, call->service.hash, callee,
+                                 callee_app, bucket_of(a, call->timestamp_us));
     if (!e)
         return;
     e->calls++;
@@ -400,7 +422,8 @@ static void count_edge(struct agg *a, const struct call *call, const char *calle
 
 static struct call call_of(const struct pending *p)
 {
-    return (struct call){p->app_id, service_of(p), p->timestamp_us, p->duration_us, p->error};
+    return (struct call){p->app_id, service_ref_of(p->names[0]), p->timestamp_us, p->duration_us,
+                         p->error};
 }
 
 /* A half that found no other half here: another consumer may hold it (the store joins them). */
@@ -425,7 +448,7 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
     snprintf(h->service, sizeof(h->service), "%s", service_of(p));
     snprintf(h->remote, sizeof(h->remote), "%s", remote_of(p));
     if (!server && h->remote[0] &&
-        !a->config.resolve(a->config.resolve_ctx, h->remote, h->remote_app))
+        !a->config.resolve(a->config.resolve_ctx, h->remote, p->names[1]->hash, h->remote_app))
         h->remote_app[0] = '\0';
     h->bucket = bucket_of(a, p->timestamp_us);
     h->duration_us = p->duration_us;
@@ -442,7 +465,8 @@ static void finish(struct agg *a, struct pending *p)
         int64_t waited = p->children_us + (kids ? kids->children_us : 0);
         if (p->duration_us > 0) {
             int64_t self = p->duration_us - waited;
-            struct agg_series *s = series_of(a, p->app_id, bucket_of(a, p->timestamp_us));
+            struct agg_series *s =
+                series_of(a, p->app_id, p->names[0]->hash, bucket_of(a, p->timestamp_us));
             if (s)
                 hist_add(a, &s->self, (uint64_t)(self > 0 ? self : 0));
         }
@@ -457,7 +481,8 @@ static void finish(struct agg *a, struct pending *p)
             struct pending *call = find(a, p->trace_hi, p->trace_lo, p->parent_id, 0, ROLE_CALL);
             if (call && call->names[0] != p->names[0]) {
                 struct call c = call_of(call);
-                count_edge(a, &c, service_of(p), p->app_id, p->error);
+                struct service_ref callee = service_ref_of(p->names[0]);
+                count_edge(a, &c, &callee, p->app_id, p->error);
                 p->matched = true;
                 drop(a, call);
             }
@@ -475,7 +500,8 @@ static void finish(struct agg *a, struct pending *p)
         struct pending *server = child ? child->twin : NULL;
         if (server && server->names[0] != p->names[0]) {
             struct call call = call_of(p);
-            count_edge(a, &call, service_of(server), server->app_id, server->error);
+            struct service_ref callee = service_ref_of(server->names[0]);
+            count_edge(a, &call, &callee, server->app_id, server->error);
             matched_server(a, server);
             p->matched = true;
         }
@@ -485,10 +511,11 @@ static void finish(struct agg *a, struct pending *p)
          * will: a leaf, the service the client named, as in Zipkin's linker. Otherwise the server
          * may have gone to another consumer. */
         char ignored[AGG_ID_MAX];
-        const char *remote = remote_of(p);
-        if (remote[0] && !a->config.resolve(a->config.resolve_ctx, remote, ignored)) {
+        if (p->names[1] && !a->config.resolve(a->config.resolve_ctx, p->names[1]->text,
+                                              p->names[1]->hash, ignored)) {
             struct call call = call_of(p);
-            count_edge(a, &call, remote, NULL, false);
+            struct service_ref remote = service_ref_of(p->names[1]);
+            count_edge(a, &call, &remote, NULL, false);
         } else {
             add_half(a, p, false);
         }
@@ -512,7 +539,7 @@ static void matched_server(struct agg *a, struct pending *server)
 static void take_server(struct agg *a, const struct span *s, const char *app_id, int64_t ts,
                         int64_t now)
 {
-    struct agg_series *series = series_of(a, app_id, bucket_of(a, ts));
+    struct agg_series *series = series_of(a, app_id, s->local_hash, bucket_of(a, ts));
     if (!series)
         return;
     series->requests++;
@@ -528,9 +555,10 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
      * children of the server name it as their parent, so the parent is only a fallback. */
     struct pending *call = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_CALL);
     bool matched = false;
-    if (call && strcmp(service_of(call), s->local_service) != 0) {
+    struct service_ref self = {s->local_service, s->local_hash};
+    if (call && !name_is(call->names[0], &self)) {
         struct call c = call_of(call);
-        count_edge(a, &c, s->local_service, app_id, span_failed(s));
+        count_edge(a, &c, &self, app_id, span_failed(s));
         matched = true;
         drop(a, call);
     }
@@ -563,7 +591,7 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
                         int64_t now)
 {
     if (s->has_parent && s->duration_us > 0) {
-        uint64_t service = emp_hash_text(s->local_service);
+        uint64_t service = s->local_hash;
         struct pending *kids =
             find(a, s->trace_hi, s->trace_lo, s->parent_id, service, ROLE_CHILDREN);
         if (!kids) {
@@ -575,12 +603,14 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
         if (kids)
             kids->children_us += s->duration_us;
     }
-    struct call call = {app_id, s->local_service, ts, s->duration_us, span_failed(s)};
+    struct call call = {
+        app_id, {s->local_service, s->local_hash}, ts, s->duration_us, span_failed(s)};
     /* its server, if that came first and shares this id; a server that is a child of this span
      * is looked for when the window ends (finish) */
     struct pending *by_id = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
-    if (by_id && !by_id->matched && strcmp(service_of(by_id), s->local_service) != 0) {
-        count_edge(a, &call, service_of(by_id), by_id->app_id, by_id->error);
+    if (by_id && !by_id->matched && !name_is(by_id->names[0], &call.service)) {
+        struct service_ref callee = service_ref_of(by_id->names[0]);
+        count_edge(a, &call, &callee, by_id->app_id, by_id->error);
         matched_server(a, by_id);
         return;
     }
@@ -591,7 +621,8 @@ void agg_add(struct agg *a, const struct span *spans, size_t count, int64_t now_
 {
     for (size_t i = 0; i < count; i++) {
         char app_id[AGG_ID_MAX];
-        if (!a->config.resolve(a->config.resolve_ctx, spans[i].local_service, app_id))
+        if (!a->config.resolve(a->config.resolve_ctx, spans[i].local_service, spans[i].local_hash,
+                               app_id))
             app_id[0] = '\0';
         agg_add_resolved(a, &spans[i], (const char(*)[AGG_ID_MAX])app_id, 1, now_us);
     }

@@ -20,9 +20,10 @@
 #define AGG_PARK_BYTES (12 << 20) /* what the counts since the last drain may take, about */
 #define AGG_NAMES_MAX  16384      /* different service names that waiting halves hold, at most */
 
-/* Maps a span's service name to the id of the app it is ("alice/songs-ms"), writing it into
- * ret_id (AGG_ID_MAX bytes); false when the service is no EMP app. */
-typedef bool (*agg_resolve_fn)(void *ctx, const char *service, char *ret_id);
+/* Maps a span's service name (hash: its emp_hash_text()) to the id of the app it is
+ * ("alice/songs-ms"), writing it into ret_id (AGG_ID_MAX bytes); false when the service is no EMP
+ * app. */
+typedef bool (*agg_resolve_fn)(void *ctx, const char *service, uint64_t hash, char *ret_id);
 
 struct agg_config {
     int64_t bucket_s;   /* width of a bucket (10) */

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "aggregate.h"
-#include "emp/hash.h"
 #include "emp/log.h"
 #include "emp/names.h"
 #include "emp/timeutil.h"
@@ -73,13 +72,13 @@ struct collector {
     atomic_llong done_before_ms;
 };
 
-/* "USERNAME/APPNAME" is the app APPNAME of USERNAME, as known at now (time_mono_ms()). Under
- * resolve_lock. */
-static bool resolve_locked(struct collector *c, const char *service, int64_t now, char *ret_id)
+/* "USERNAME/APPNAME" is the app APPNAME of USERNAME, as known at now (time_mono_ms()); hash is
+ * emp_hash_text(service). Under resolve_lock. */
+static bool resolve_locked(struct collector *c, const char *service, uint64_t hash, int64_t now,
+                           char *ret_id)
 {
     /* a set of RESOLVE_WAYS slots: two services that hash alike do not evict each other (each
      * eviction is a Redis round trip, for every span of both) */
-    uint64_t hash = emp_hash_text(service);
     struct resolved *set = &c->resolve_cache[hash & (RESOLVE_SLOTS - RESOLVE_WAYS)];
     struct resolved *r = &set[0];
     bool known = false;
@@ -125,11 +124,11 @@ static bool resolve_locked(struct collector *c, const char *service, int64_t now
 }
 
 /* agg_resolve_fn, for the services a call names (under lock). */
-static bool resolve(void *ctx, const char *service, char *ret_id)
+static bool resolve(void *ctx, const char *service, uint64_t hash, char *ret_id)
 {
     struct collector *c = ctx;
     pthread_mutex_lock(&c->resolve_lock);
-    bool found = resolve_locked(c, service, time_mono_ms(), ret_id);
+    bool found = resolve_locked(c, service, hash, time_mono_ms(), ret_id);
     pthread_mutex_unlock(&c->resolve_lock);
     return found;
 }
@@ -141,7 +140,7 @@ static void resolve_all(struct collector *c, const struct span *spans, size_t co
     int64_t now = time_mono_ms();
     pthread_mutex_lock(&c->resolve_lock);
     for (size_t i = 0; i < count; i++)
-        if (!resolve_locked(c, spans[i].local_service, now, ret_ids[i]))
+        if (!resolve_locked(c, spans[i].local_service, spans[i].local_hash, now, ret_ids[i]))
             ret_ids[i][0] = '\0';
     pthread_mutex_unlock(&c->resolve_lock);
 }

@@ -12,6 +12,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "emp/hash.h"
+
 struct reader {
     const char *p, *end;
     char why[160];
@@ -343,8 +345,8 @@ static bool read_id(struct reader *r, struct span_check *c, bool trace, uint64_t
     return true;
 }
 
-/* {"serviceName": "...", ...}: the service name, lowercased. */
-static bool read_endpoint(struct reader *r, struct span_check *c, char *service)
+/* {"serviceName": "...", ...}: the service name, lowercased, and its hash (emp_hash_text). */
+static bool read_endpoint(struct reader *r, struct span_check *c, char *service, uint64_t *hash)
 {
     if (peek(r) != '{') {
         if (peek(r) == 'n')
@@ -370,9 +372,13 @@ static bool read_endpoint(struct reader *r, struct span_check *c, char *service)
                 invalid(c, "a service name longer than the limit");
                 len = 0;
             }
-            for (size_t i = 0; i < len; i++) /* name may be service itself */
+            uint64_t h = EMP_HASH_INIT;
+            for (size_t i = 0; i < len; i++) { /* name may be service itself */
                 service[i] = (char)tolower((unsigned char)name[i]);
+                h = emp_hash_byte(h, (unsigned char)service[i]);
+            }
             service[len] = '\0';
+            *hash = h;
         } else if (!skip_value(r, 2)) {
             return false;
         }
@@ -467,6 +473,7 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
                    "the two names end struct span: what comes before them is cleared at once");
     memset(s, 0, offsetof(struct span, local_service)); /* the names: only their first byte */
     s->local_service[0] = s->remote_service[0] = '\0';
+    s->local_hash = s->remote_hash = EMP_HASH_INIT;
     c->ok = true;
     c->why[0] = '\0';
     if (peek(r) != '{') {
@@ -522,9 +529,9 @@ static bool read_span(struct reader *r, struct span *s, struct span_check *c)
                 if (ok && s->duration_us < 0)
                     invalid(c, "a negative duration");
             } else if (KEY_IS(key, klen, "localEndpoint")) {
-                ok = read_endpoint(r, c, s->local_service);
+                ok = read_endpoint(r, c, s->local_service, &s->local_hash);
             } else if (KEY_IS(key, klen, "remoteEndpoint")) {
-                ok = read_endpoint(r, c, s->remote_service);
+                ok = read_endpoint(r, c, s->remote_service, &s->remote_hash);
             } else if (KEY_IS(key, klen, "tags")) {
                 ok = read_tags(r, c, s);
             } else if (KEY_IS(key, klen, "shared")) {

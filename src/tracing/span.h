@@ -30,6 +30,9 @@ struct span {
     bool shared;
     bool error;      /* tag "error" */
     int http_status; /* tag "http.status_code", 0 when absent */
+    /* emp_hash_text() of each name, as the parser computed it while it copied the name: the
+     * tables that names key do not hash them again */
+    uint64_t local_hash, remote_hash;
     /* the names last: the parser clears what comes before them at once */
     char local_service[SPAN_SERVICE_MAX]; /* localEndpoint.serviceName, lowercased as Zipkin does */
     char remote_service[SPAN_SERVICE_MAX]; /* remoteEndpoint.serviceName, "" when absent */

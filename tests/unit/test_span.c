@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "emp/hash.h"
 #include "span.h"
 
 static struct span *room;
@@ -42,6 +43,13 @@ static struct span_parse_result parse_one(const char *extra)
     return parse(text);
 }
 
+/* The hashes a span carries are those of its names as delivered (lowercased, decoded). */
+static void assert_hashes(const struct span *s)
+{
+    assert_true(s->local_hash == emp_hash_text(s->local_service));
+    assert_true(s->remote_hash == emp_hash_text(s->remote_service));
+}
+
 static void test_every_field(void **state)
 {
     struct span_parse_result r =
@@ -69,6 +77,7 @@ static void test_every_field(void **state)
     assert_int_equal(s->http_status, 503);
     assert_string_equal(s->local_service, "alice/web"); /* lowercased, as Zipkin does */
     assert_string_equal(s->remote_service, "mysql");
+    assert_hashes(s);
 }
 
 static void test_escapes(void **state)
@@ -84,6 +93,7 @@ static void test_escapes(void **state)
     assert_int_equal(got[0].kind, SPAN_CLIENT);
     assert_string_equal(got[0].local_service, "a/b");
     assert_string_equal(got[0].remote_service, "x\"y\\z\n");
+    assert_hashes(&got[0]);
     assert_false(got[0].has_parent);
     assert_false(got[0].error);
     assert_int_equal(got[0].http_status, 0);
@@ -145,6 +155,7 @@ static void test_string_positions(void **state)
             assert_string_equal(got[0].remote_service, name);
             assert_int_equal(parse_name_with(len, at, '\\', name).spans, 1);
             assert_string_equal(got[0].remote_service, name);
+            assert_hashes(&got[0]);
             assert_true(parse_name_with(len, at, '\t', name).bad_message); /* raw control byte */
             assert_true(parse_name_with(len, at, '\x01', name).bad_message);
             assert_int_equal(parse_name_with(len, at, (char)0xc3, name).spans, 1); /* UTF-8 */
@@ -163,6 +174,7 @@ static void test_service_name_limit(void **state)
     snprintf(extra, sizeof(extra), ",\"remoteEndpoint\":{\"serviceName\":\"%s\"}", name);
     assert_int_equal(parse_one(extra).spans, 1);
     assert_int_equal(strlen(got[0].remote_service), SPAN_SERVICE_MAX - 1);
+    assert_hashes(&got[0]);
     name[SPAN_SERVICE_MAX - 1] = 'a';
     name[SPAN_SERVICE_MAX] = '\0';
     snprintf(extra, sizeof(extra), ",\"remoteEndpoint\":{\"serviceName\":\"%s\"}", name);

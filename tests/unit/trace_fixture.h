@@ -11,10 +11,12 @@
 #include <string.h>
 
 #include "aggregate.h"
+#include "emp/hash.h"
 
-static bool fixture_resolve(void *ctx, const char *service, char *ret_id)
+static bool fixture_resolve(void *ctx, const char *service, uint64_t hash, char *ret_id)
 {
     (void)ctx;
+    assert_true(hash == emp_hash_text(service)); /* the aggregator hands on the name's hash */
     if (strncmp(service, "alice/", 6) != 0)
         return false;
     snprintf(ret_id, AGG_ID_MAX, "id-%s", service + 6);
@@ -57,6 +59,8 @@ static struct span fixture_span(uint64_t trace, uint64_t id, uint64_t parent, en
                      .duration_us = dur};
     snprintf(s.local_service, sizeof(s.local_service), "%s", service);
     snprintf(s.remote_service, sizeof(s.remote_service), "%s", remote ? remote : "");
+    s.local_hash = emp_hash_text(s.local_service); /* as the parser hashes what it copies */
+    s.remote_hash = emp_hash_text(s.remote_service);
     return s;
 }
 
