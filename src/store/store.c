@@ -276,8 +276,7 @@ static const char *const scripts[SCRIPT__COUNT] = {
          * what the field holds by write_hists (a field that holds nothing yet and gets one
          * histogram takes it as it is) */
         "local fmt, w = '" HIST_PACKED_FORMAT "', " TEXT_OF(HIST_PACKED) "\n"
-        "local byte, sub = string.byte, string.sub\n"
-        "local function bucket_at(s, p) local lo, hi = byte(s, p, p + 1) return lo + hi * 256 end\n"
+        "local sub = string.sub\n"
         "local hists, hist_keys = {}, {}\n"
         "local function hist(k, f, packed)\n"
         "  if packed == '' then return end\n"
@@ -296,53 +295,33 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  if not l then h[f] = {packed} else l[#l + 1] = packed end\n"
         "end\n"
         /* two packed histograms into one: their buckets in order, counts of the same added.
-         * Of about the same size, both are walked bucket by bucket; a small one into a large one
-         * (late spans, a minute rolled up) is walked alone, each of its buckets placed in the
-         * large one by binary search and the runs between copied in one piece */
-        "local function merge_walk(x, y)\n"
-        "  local out, n, i, j, nx, ny = {}, 0, 1, 1, #x, #y\n"
-        "  while i <= nx and j <= ny do\n"
-        "    local bx, by = bucket_at(x, i), bucket_at(y, j)\n"
-        "    if bx == by then\n"
-        "      local _, cx = struct.unpack(fmt, x, i)\n"
-        "      local _, cy = struct.unpack(fmt, y, j)\n"
-        "      n = n + 1 out[n] = struct.pack(fmt, bx, cx + cy)\n"
-        "      i, j = i + w, j + w\n"
-        "    elseif bx < by then\n" /* the run of x below y's bucket, in one piece */
-        "      local from = i\n"
-        "      repeat i = i + w until i > nx or bucket_at(x, i) >= by\n"
-        "      n = n + 1 out[n] = sub(x, from, i - 1)\n"
-        "    else\n"
-        "      local from = j\n"
-        "      repeat j = j + w until j > ny or bucket_at(y, j) >= bx\n"
-        "      n = n + 1 out[n] = sub(y, from, j - 1)\n"
-        "    end\n"
-        "  end\n"
-        "  if i <= nx then n = n + 1 out[n] = sub(x, i) end\n"
-        "  if j <= ny then n = n + 1 out[n] = sub(y, j) end\n"
-        "  return table.concat(out)\n"
+         * Each is unpacked into numbers at once and the result packed at once: a string, a
+         * struct call or a string.byte a bucket cost far more (Lua interns every string it
+         * makes), and the merge was most of what the trace script did */
+        "local fmts = {}\n" /* the format of n buckets */
+        "local function fmt_of(n)\n"
+        "  local f = fmts[n]\n"
+        "  if not f then f = string.rep(fmt, n) fmts[n] = f end\n"
+        "  return f\n"
+        "end\n"
+        "local function unpacked(s)\n"
+        "  local t = {struct.unpack(fmt_of(#s / w), s)}\n"
+        "  t[#t] = nil\n" /* the position after the last */
+        "  return t\n"
         "end\n"
         "local function merge(x, y)\n"
-        "  if #x < #y then x, y = y, x end\n"
-        "  if #y * 8 >= #x then return merge_walk(x, y) end\n" /* within 8 times the size */
-        "  local out, n, i, nx = {}, 0, 1, #x\n"
-        "  for j = 1, #y - w + 1, w do\n"
-        "    local by, cy = struct.unpack(fmt, y, j)\n"
-        "    local lo, hi = (i - 1) / w, math.floor(nx / w)\n"
-        "    while lo < hi do\n"
-        "      local mid = math.floor((lo + hi) / 2)\n"
-        "      if bucket_at(x, mid * w + 1) < by then lo = mid + 1 else hi = mid end\n"
-        "    end\n"
-        "    local at = lo * w + 1\n"
-        "    if at > i then n = n + 1 out[n] = sub(x, i, at - 1) end\n"
-        "    local bx, cx\n"
-        "    if at + w - 1 <= nx then bx, cx = struct.unpack(fmt, x, at) end\n"
-        "    n = n + 1\n"
-        "    if bx == by then out[n] = struct.pack(fmt, by, cx + cy) i = at + w\n"
-        "    else out[n] = sub(y, j, j + w - 1) i = at end\n"
+        "  local a, b, out, n, i, j = unpacked(x), unpacked(y), {}, 0, 1, 1\n"
+        "  local na, nb = #a, #b\n"
+        "  while i <= na and j <= nb do\n"
+        "    local ba, bb = a[i], b[j]\n"
+        "    if ba == bb then out[n + 1], out[n + 2], i, j = ba, a[i + 1] + b[j + 1], i + 2, j + 2\n"
+        "    elseif ba < bb then out[n + 1], out[n + 2], i = ba, a[i + 1], i + 2\n"
+        "    else out[n + 1], out[n + 2], j = bb, b[j + 1], j + 2 end\n"
+        "    n = n + 2\n"
         "  end\n"
-        "  if i <= nx then n = n + 1 out[n] = sub(x, i) end\n"
-        "  return table.concat(out)\n"
+        "  for k = i, na do n = n + 1 out[n] = a[k] end\n"
+        "  for k = j, nb do n = n + 1 out[n] = b[k] end\n"
+        "  return struct.pack(fmt_of(n / 2), unpack(out, 1, n))\n"
         "end\n"
         /* in parts of 500 fields: unpack() takes at most some 8,000 values */
         "local function write_hists()\n"
@@ -2096,6 +2075,40 @@ static void trace_stat(struct argbuf *b, const char *field, uint64_t n)
     arg_int(b, (int64_t)n);
 }
 
+static int series_order(const void *x, const void *y)
+{
+    const struct agg_series *a = *(const struct agg_series *const *)x;
+    const struct agg_series *b = *(const struct agg_series *const *)y;
+    int c = strcmp(a->app_id, b->app_id);
+    return c ? c : (a->bucket > b->bucket) - (a->bucket < b->bucket);
+}
+
+static int edge_order(const void *x, const void *y)
+{
+    const struct agg_edge *a = *(const struct agg_edge *const *)x;
+    const struct agg_edge *b = *(const struct agg_edge *const *)y;
+    int c = strcmp(a->caller_app, b->caller_app);
+    if (c)
+        return c;
+    if (a->bucket != b->bucket)
+        return (a->bucket > b->bucket) - (a->bucket < b->bucket);
+    return strcmp(a->callee, b->callee);
+}
+
+/* Pointers to the n items of size bytes at items, sorted by order: NULL when out of memory (the
+ * caller takes them as they are). */
+static const void **sorted(const void *items, size_t n, size_t size,
+                           int (*order)(const void *, const void *))
+{
+    const void **out = n ? malloc(n * sizeof(*out)) : NULL;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (const char *)items + i * size;
+    qsort(out, n, sizeof(*out), order);
+    return out;
+}
+
 int store_trace_add(struct store *store, const struct agg_batch *batch,
                     const struct store_trace_stats *stats, uint64_t write_id, int64_t now_ms,
                     int64_t join_wait_ms, struct emp_error *err)
@@ -2103,6 +2116,17 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
     struct argbuf b = {0};
     int r = 0;
     int step = 0;
+    /* each app's series and calls together, bucket by bucket: the script asks Redis once a call
+     * whether an app's minute is rolled up (and schedules it), for all six of its 10 s buckets
+     * in that step, rather than once for each of them in as many steps */
+    const struct agg_series **series_by_app =
+        batch ? (const struct agg_series **)sorted(batch->series, batch->series_count,
+                                                   sizeof(*batch->series), series_order)
+              : NULL;
+    const struct agg_edge **edges_by_app =
+        batch ? (const struct agg_edge **)sorted(batch->edges, batch->edges_count,
+                                                 sizeof(*batch->edges), edge_order)
+              : NULL;
     trace_header(&b, now_ms, join_wait_ms, write_id, step);
     /* sends what was built once it is large; what remains after the records goes last */
 #define STEP()                                                                                     \
@@ -2118,7 +2142,7 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         }                                                                                          \
     } while (0)
     for (size_t i = 0; batch && i < batch->series_count; i++) {
-        const struct agg_series *x = &batch->series[i];
+        const struct agg_series *x = series_by_app ? series_by_app[i] : &batch->series[i];
         arg_str(&b, "S");
         arg_str(&b, x->app_id);
         arg_int(&b, x->bucket);
@@ -2129,7 +2153,7 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         STEP();
     }
     for (size_t i = 0; batch && i < batch->edges_count; i++) {
-        const struct agg_edge *e = &batch->edges[i];
+        const struct agg_edge *e = edges_by_app ? edges_by_app[i] : &batch->edges[i];
         arg_str(&b, "E");
         arg_str(&b, e->caller_app);
         arg_str(&b, e->caller);
@@ -2186,6 +2210,8 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         r = trace_send(store, &b, &rolled, err);
     }
 out:
+    free(series_by_app);
+    free(edges_by_app);
     arg_free(&b);
     return r;
 }

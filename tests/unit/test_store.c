@@ -984,8 +984,8 @@ static void write_durations(struct ctx *c, int64_t bucket, const int64_t *durati
 }
 
 /* What later flushes add to a packed histogram is merged bucket by bucket: a histogram of about
- * the same size (both walked), a few buckets into many (placed by binary search), and fewer than
- * HIST_FEW (fields of their own); every bucket's count is the sum. */
+ * the same size, a few buckets into many, buckets past the last one held, and fewer than HIST_FEW
+ * (fields of their own); every bucket's count is the sum. */
 static void test_trace_histogram_merges(void **state)
 {
     struct ctx *c = *state;
@@ -993,16 +993,18 @@ static void test_trace_histogram_merges(void **state)
     int64_t bucket = now_s - now_s % 60 - 600; /* a minute of id-web's no other test writes */
     static uint64_t expected[HIST_BUCKETS];
     memset(expected, 0, sizeof(expected));
-    int64_t many[80], some[60], few[8];
+    int64_t many[80], some[60], few[8], beyond[6];
     for (int i = 0; i < 80; i++) /* some 80 buckets apart */
         many[i] = 40 + (int64_t)i * 7 * (i + 1);
     for (int i = 0; i < 60; i++) /* about as many, half of them new */
         some[i] = i % 2 ? many[i] : many[i] + 1 + i * 3;
     for (int i = 0; i < 8; i++) /* a few into many: two new, six met */
         few[i] = i < 2 ? 30 + i : many[10 * i];
-    int64_t *runs[] = {many, some, few, few};
-    int lens[] = {80, 60, 8, 3};
-    for (int r = 0; r < 4; r++) {
+    for (int i = 0; i < 6; i++) /* past the last bucket held: one met, five after it */
+        beyond[i] = many[79] + (int64_t)i * 20000;
+    int64_t *runs[] = {many, some, few, few, beyond};
+    int lens[] = {80, 60, 8, 3, 6};
+    for (int r = 0; r < 5; r++) {
         write_durations(c, bucket, runs[r], lens[r], 7000 + (uint64_t)r * 1000);
         for (int i = 0; i < lens[r]; i++)
             expected[hist_bucket((uint64_t)runs[r][i])]++;
@@ -1010,7 +1012,7 @@ static void test_trace_histogram_merges(void **state)
     struct emp_error err = {0};
     struct store_trace_window w;
     assert_int_equal(store_trace_window_get(c->store, "id-web", bucket + 10, 10, 10, &w, &err), 0);
-    assert_int_equal(w.requests, 80 + 60 + 8 + 3);
+    assert_int_equal(w.requests, 80 + 60 + 8 + 3 + 6);
     for (unsigned b = 0; b < HIST_BUCKETS; b++) {
         uint64_t got = hist_sum(w.latency, w.latency_len, b);
         if (got != expected[b])
