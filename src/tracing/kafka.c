@@ -39,7 +39,7 @@
 #define WORKERS         2
 #define WORK_BATCH      16         /* messages a worker takes from the inbox at once, at most */
 #define INBOX_SLOTS     65536u     /* messages (a power of two) */
-#define INBOX_BYTES     (24 << 20) /* by default: --kafka-inbox-mb */
+#define INBOX_BYTES     (48 << 20) /* by default: --kafka-inbox-mb */
 #define WAIT_MS         20         /* while paused: the consumer waits this long for room at once */
 #define WAKE_TIMEOUT_MS 1000
 
@@ -516,7 +516,12 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
          * (receive.message.max.bytes), for once full it makes librdkafka before 2.4 stop
          * fetching for a second (librdkafka#2879) */
         set(conf, "queued.max.messages.kbytes", "24576", err) < 0 ||
-        set(conf, "fetch.max.bytes", "4194304", err) < 0 ||
+        /* a fetch answer is one allocation, and the messages librdkafka hands out lie in it: it
+         * is freed only once the last of them is, so what the inbox holds keeps many answers
+         * alive, partly. With answers of 4 MiB, a 48 MiB inbox kept emp-server at 124-129 MiB
+         * in bench/tracing.sh's memory run; with 1 MiB (the least librdkafka takes: it must
+         * not be below message.max.bytes), at 97 MiB, and the fetches cost no more */
+        set(conf, "fetch.max.bytes", "1048576", err) < 0 ||
         /* how long a broker may hold a fetch with nothing to answer: partitions resumed while
          * one is held wait for it (500 ms by default: the last messages of a backlog waited
          * that long after every resume) */
