@@ -2095,8 +2095,8 @@ static int edge_order(const void *x, const void *y)
     return strcmp(a->callee, b->callee);
 }
 
-/* Pointers to the n items of size bytes at items, sorted by order: NULL when out of memory (the
- * caller takes them as they are). */
+/* Pointers to the n items of size bytes at items, sorted by order (a total one); NULL when n is 0
+ * or out of memory. */
 static const void **sorted(const void *items, size_t n, size_t size,
                            int (*order)(const void *, const void *))
 {
@@ -2127,6 +2127,15 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         batch ? (const struct agg_edge **)sorted(batch->edges, batch->edges_count,
                                                  sizeof(*batch->edges), edge_order)
               : NULL;
+    if (batch &&
+        ((batch->series_count && !series_by_app) || (batch->edges_count && !edges_by_app))) {
+        /* not in another order instead: a batch sent again must be cut into the same steps,
+         * which its write id names */
+        free(series_by_app);
+        free(edges_by_app);
+        return emp_error_set(err, -ENOMEM, EMP_ERR_INTERNAL, NULL,
+                             "no memory to order a batch of trace counts");
+    }
     trace_header(&b, now_ms, join_wait_ms, write_id, step);
     /* sends what was built once it is large; what remains after the records goes last */
 #define STEP()                                                                                     \
@@ -2142,7 +2151,7 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         }                                                                                          \
     } while (0)
     for (size_t i = 0; batch && i < batch->series_count; i++) {
-        const struct agg_series *x = series_by_app ? series_by_app[i] : &batch->series[i];
+        const struct agg_series *x = series_by_app[i];
         arg_str(&b, "S");
         arg_str(&b, x->app_id);
         arg_int(&b, x->bucket);
@@ -2153,7 +2162,7 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         STEP();
     }
     for (size_t i = 0; batch && i < batch->edges_count; i++) {
-        const struct agg_edge *e = edges_by_app ? edges_by_app[i] : &batch->edges[i];
+        const struct agg_edge *e = edges_by_app[i];
         arg_str(&b, "E");
         arg_str(&b, e->caller_app);
         arg_str(&b, e->caller);
