@@ -45,8 +45,12 @@
 #define LIST_LIMIT_MAX     1000
 /* minutes of apps that one trace script rolls up, at most; a flush asks again while it is full */
 #define TRACE_ROLLS_PER_CALL 64
-#define STRINGIFY(x)         #x
-#define TEXT_OF(x)           STRINGIFY(x)
+/* a count whose 10 s bucket has less than this to live goes to its 1 min bucket only: written to
+ * the 10 s bucket, it would be lost if that expired before its minute is rolled up, which a
+ * backlog of minutes due (TRACE_ROLLS_PER_CALL a call) or a long flush delays by seconds */
+#define TRACE_FINE_MARGIN_S 120
+#define STRINGIFY(x)        #x
+#define TEXT_OF(x)          STRINGIFY(x)
 /* A histogram in Redis is one field: each of its buckets as HIST_PACKED bytes, little-endian (the
  * bucket in 2, its count in 6), in ascending order; HIST_PACKED_FORMAT is that for Lua's struct */
 #define HIST_PACKED           8
@@ -219,7 +223,8 @@ static const char *const scripts[SCRIPT__COUNT] = {
      * is rolled up into its 60 s buckets once, grace_s after it ended (emp:troll says when): the
      * six fine buckets' sums are added and the coarse m bucket marked R. A count for a minute
      * rolled up already goes to its fine and its coarse bucket; one whose fine bucket would have
-     * expired goes to the coarse bucket only. So every count is in the coarse buckets once.
+     * expired, or would expire within TRACE_FINE_MARGIN_S, goes to the coarse bucket only. So
+     * every count is in the coarse buckets once.
      * A histogram is one field (L, S, L:{peer}) packed as the records carry it: what a call adds
      * to a field is gathered first and merged with what the field holds once, at the end (a
      * Redis call from Lua costs far more than the Lua a bucket takes); what adds HIST_FEW
@@ -251,14 +256,15 @@ static const char *const scripts[SCRIPT__COUNT] = {
         "  end\n"
         "  return v\n"
         "end\n"
-        /* the keys a count of kind for app's bucket goes to (none for what would have expired) */
+        /* the keys a count of kind for app's bucket goes to (none for what would have expired;
+         * the coarse one only for a fine bucket about to expire) */
         "local function keys(kind, app, bucket)\n"
         "  local out = {}\n"
         "  local fine = bucket - bucket % 10\n"
         "  local fine_at = fine + 10 + keep_fine\n"
         "  local minute = bucket - bucket % 60\n"
         "  local coarse_at = minute + 60 + keep_coarse\n"
-        "  local live = fine_at * 1000 > now\n"
+        "  local live = (fine_at - " TEXT_OF(TRACE_FINE_MARGIN_S) ") * 1000 > now\n"
         "  if live then\n"
         "    local k = 'emp:t' .. kind .. ':' .. app .. ':10:' .. fine\n"
         "    expires[k] = fine_at\n"

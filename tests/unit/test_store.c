@@ -1045,6 +1045,39 @@ static void test_trace_buckets_expire(void **state)
     store_trace_window_free(&w);
 }
 
+/* A late count whose 10 s bucket has less than two minutes to live goes to its 1 min bucket
+ * only, where a 1 min window reads it: in the 10 s bucket, it would be lost if that expired
+ * before the minute was rolled up. One with more time to live goes to its 10 s bucket. */
+static void test_trace_count_near_fine_expiry(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t soon = now_s - STORE_TRACE_FINE_KEEP_S + 30; /* expires within a minute */
+    soon -= soon % 60;
+    soon += 50; /* the last 10 s bucket of its minute: expires 10 + 900 s after it starts */
+    int64_t later = soon + 300; /* expires in some 6 minutes */
+    struct agg *a = trace_agg();
+    struct span s[] = {
+        fixture_span(11, 1, 0, SPAN_SERVER, "alice/edge", NULL, soon * 1000000, 1000),
+        fixture_span(12, 1, 0, SPAN_SERVER, "alice/edge2", NULL, later * 1000000, 1000),
+    };
+    agg_add(a, s, 2, now_s * 1000000);
+    trace_flush(c->store, a, now_s * 1000, 1000);
+    agg_free(a);
+    struct emp_error err = {0};
+    struct store_trace_window w;
+    assert_int_equal(store_trace_window_get(c->store, "id-edge", soon + 10, 10, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 0); /* not in the 10 s bucket */
+    store_trace_window_free(&w);
+    int64_t minute = soon - soon % 60;
+    assert_int_equal(store_trace_window_get(c->store, "id-edge", minute + 60, 60, 60, &w, &err), 0);
+    assert_int_equal(w.requests, 1); /* in the 1 min one */
+    store_trace_window_free(&w);
+    assert_int_equal(store_trace_window_get(c->store, "id-edge2", later + 10, 10, 10, &w, &err), 0);
+    assert_int_equal(w.requests, 1);
+    store_trace_window_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1067,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_trace_adopt),
         cmocka_unit_test(test_trace_older_layout),
         cmocka_unit_test(test_trace_histogram_merges),
+        cmocka_unit_test(test_trace_count_near_fine_expiry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
