@@ -56,7 +56,7 @@ static const struct setting settings[] = {
      "10s", 1, 300, "DURATION",
      "how long the group waits for a consumer that stopped answering before it hands on its "
      "partitions"},
-    {"kafka-inbox-mb", "EMP_KAFKA_INBOX_MB", K_INT, OFF(kafka_inbox_mb), "48", 1, 1024, "MIB",
+    {"kafka-inbox-mb", "EMP_KAFKA_INBOX_MB", K_INT, OFF(kafka_inbox_mb), "32", 1, 1024, "MIB",
      "consumed messages that may wait to be counted; with that many the consumer pauses its "
      "partitions until half is left"},
     {"trace-lateness", "EMP_TRACE_LATENESS", K_DURATION, OFF(trace_lateness_s), "10m", 10, 7200,

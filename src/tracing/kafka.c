@@ -39,7 +39,7 @@
 #define WORKERS         2
 #define WORK_BATCH      16         /* messages a worker takes from the inbox at once, at most */
 #define INBOX_SLOTS     65536u     /* messages (a power of two) */
-#define INBOX_BYTES     (48 << 20) /* by default: --kafka-inbox-mb */
+#define INBOX_BYTES     (32 << 20) /* by default: --kafka-inbox-mb */
 #define WAIT_MS         20         /* while paused: the consumer waits this long for room at once */
 #define WAKE_TIMEOUT_MS 1000
 
