@@ -210,11 +210,10 @@ say "   $LIVE_SPANS spans in $LIVE_MESSAGES messages, $LIVE_MB MiB, in topic zip
 # DIR: removes the trace metrics of DIR's Redis (not its users, apps or sessions), so that each
 # round of emp-server starts from the same store
 clear_traces() {
-  rcli "$1" EVAL "local n = 0
-    for _, p in ipairs({'emp:tm:*', 'emp:to:*', 'emp:ti:*', 'emp:tj:*', 'emp:tw:*'}) do
-      for _, k in ipairs(redis.call('KEYS', p)) do redis.call('DEL', k) n = n + 1 end
+  rcli "$1" EVAL "for _, p in ipairs({'emp:tm:*', 'emp:to:*', 'emp:ti:*', 'emp:tj:*', 'emp:tw:*'}) do
+      for _, k in ipairs(redis.call('KEYS', p)) do redis.call('DEL', k) end
     end
-    return n + redis.call('DEL', 'emp:troll', 'emp:tstat')" 0 >/dev/null
+    redis.call('DEL', 'emp:troll', 'emp:tstat')" 0 >/dev/null
 }
 
 KAFKA_PHASE=$(cpu_mark)

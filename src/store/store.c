@@ -2017,11 +2017,10 @@ static void arg_free(struct argbuf *b)
     memset(b, 0, sizeof(*b));
 }
 
-#define TRACE_ARGS_PER_CALL                                                                        \
-    8192 /* a step's arguments and histogram buckets: no script holds                              \
-            Redis more than ~5 ms */
-#define TRACE_HEADER_ARGS 7
-#define TRACE_ROLL_CALLS  16 /* calls a flush makes at most to roll up what is due */
+/* a step's arguments and histogram buckets, at most: no script holds Redis more than ~5 ms */
+#define TRACE_ARGS_PER_CALL 8192
+#define TRACE_HEADER_ARGS   7
+#define TRACE_ROLL_CALLS    16 /* calls a flush makes at most to roll up what is due */
 
 /* The arguments every step starts with; write_id 0: the step has no id. */
 static void trace_header(struct argbuf *b, int64_t now_ms, int64_t join_wait_ms, uint64_t write_id,
@@ -2081,12 +2080,17 @@ static void trace_stat(struct argbuf *b, const char *field, uint64_t n)
     arg_int(b, (int64_t)n);
 }
 
+static int order_of(int64_t x, int64_t y)
+{
+    return (x > y) - (x < y);
+}
+
 static int series_order(const void *x, const void *y)
 {
     const struct agg_series *a = *(const struct agg_series *const *)x;
     const struct agg_series *b = *(const struct agg_series *const *)y;
     int c = strcmp(a->app_id, b->app_id);
-    return c ? c : (a->bucket > b->bucket) - (a->bucket < b->bucket);
+    return c ? c : order_of(a->bucket, b->bucket);
 }
 
 static int edge_order(const void *x, const void *y)
@@ -2094,11 +2098,9 @@ static int edge_order(const void *x, const void *y)
     const struct agg_edge *a = *(const struct agg_edge *const *)x;
     const struct agg_edge *b = *(const struct agg_edge *const *)y;
     int c = strcmp(a->caller_app, b->caller_app);
-    if (c)
-        return c;
-    if (a->bucket != b->bucket)
-        return (a->bucket > b->bucket) - (a->bucket < b->bucket);
-    return strcmp(a->callee, b->callee);
+    if (!c)
+        c = order_of(a->bucket, b->bucket);
+    return c ? c : strcmp(a->callee, b->callee);
 }
 
 /* Pointers to the n items of size bytes at items, sorted by order (a total one); NULL when n is 0

@@ -39,10 +39,16 @@ static struct service_ref service_ref_of(const struct name *n)
     return (struct service_ref){n->text, n->hash};
 }
 
+static bool same_service(const struct service_ref *x, const struct service_ref *y)
+{
+    return x->hash == y->hash && strcmp(x->name, y->name) == 0;
+}
+
 /* Whether n is the name of service. */
 static bool name_is(const struct name *n, const struct service_ref *service)
 {
-    return n->hash == service->hash && strcmp(n->text, service->name) == 0;
+    struct service_ref ref = service_ref_of(n);
+    return same_service(&ref, service);
 }
 
 struct pending {
@@ -413,7 +419,7 @@ struct call {
 static void count_edge(struct agg *a, const struct call *call, const struct service_ref *callee,
                        const char *callee_app, bool callee_failed)
 {
-    if (call->service.hash == callee->hash && strcmp(call->service.name, callee->name) == 0)
+    if (same_service(&call->service, callee))
         return; /* a service calling itself is no dependency */
     struct agg_edge *e = edge_of(a, call->app_id, call->service.name, call->service.hash, callee,
                                  callee_app, bucket_of(a, call->timestamp_us));
