@@ -128,18 +128,70 @@ static uint32_t hist_find(const struct agg_hist *h, uint16_t bucket)
     return (uint32_t)(base - h->entries) + (base->bucket < bucket);
 }
 
-/* Counts one value into a sparse histogram. */
+/* A dense histogram's range grown to take bucket in, with room for as many buckets again on the
+ * side it grew, within [0, HIST_BUCKETS); false when out of memory (nothing changed). */
+static bool hist_widen(struct agg *a, struct agg_hist *h, uint16_t bucket)
+{
+    unsigned low = h->low, high = (unsigned)h->low + h->span;
+    if (bucket < low)
+        low = 2u * bucket >= low ? 2u * bucket - low : 0;
+    else
+        high = 2u * (bucket + 1u) - high < HIST_BUCKETS ? 2u * (bucket + 1u) - high : HIST_BUCKETS;
+    uint32_t *grown = realloc(h->counts, (high - low) * sizeof(*grown));
+    if (!grown)
+        return false;
+    a->bytes += (high - low - h->span) * sizeof(*grown);
+    unsigned shift = h->low - low;
+    memmove(grown + shift, grown, h->span * sizeof(*grown));
+    memset(grown, 0, shift * sizeof(*grown));
+    memset(grown + shift + h->span, 0, (high - low - shift - h->span) * sizeof(*grown));
+    h->counts = grown;
+    h->low = (uint16_t)low;
+    h->span = (uint16_t)(high - low);
+    return true;
+}
+
+/* The histogram's AGG_HIST_SPARSE entries turned into counts over their range and bucket's. */
+static bool hist_densify(struct agg *a, struct agg_hist *h, uint16_t bucket)
+{
+    uint16_t low = h->entries[0].bucket, high = h->entries[h->len - 1].bucket;
+    h->low = bucket < low ? bucket : low;
+    h->span = (uint16_t)((bucket > high ? bucket : high) + 1 - h->low);
+    h->counts = calloc(h->span, sizeof(*h->counts));
+    if (!h->counts)
+        return false;
+    a->bytes += h->span * sizeof(*h->counts);
+    for (uint32_t i = 0; i < h->len; i++)
+        h->counts[h->entries[i].bucket - h->low] = h->entries[i].count;
+    h->len = 0;
+    return true;
+}
+
+/* Counts one value into a histogram. */
 static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
 {
     uint16_t bucket = (uint16_t)hist_bucket(value);
+    if (h->counts) {
+        if ((unsigned)(bucket - h->low) >= h->span && !hist_widen(a, h, bucket))
+            return;
+        uint32_t *count = &h->counts[bucket - h->low];
+        if (*count < UINT32_MAX)
+            ++*count;
+        return;
+    }
     uint32_t lo = hist_find(h, bucket);
     if (lo < h->len && h->entries[lo].bucket == bucket) {
         if (h->entries[lo].count < UINT32_MAX)
             h->entries[lo].count++;
         return;
     }
+    if (h->len == AGG_HIST_SPARSE) {
+        if (hist_densify(a, h, bucket))
+            h->counts[bucket - h->low] = 1;
+        return;
+    }
     if (h->len == h->cap) {
-        uint32_t cap = h->cap ? h->cap * 2 : 8;
+        uint32_t cap = AGG_HIST_SPARSE;
         struct agg_hist_entry *grown = realloc(h->entries, cap * sizeof(*grown));
         if (!grown)
             return;
@@ -150,6 +202,29 @@ static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
     memmove(&h->entries[lo + 1], &h->entries[lo], (h->len - lo) * sizeof(*h->entries));
     h->entries[lo] = (struct agg_hist_entry){.bucket = bucket, .count = 1};
     h->len++;
+}
+
+/* A histogram in the batch's form: its counts, if it has them, as entries. Out of memory, it is
+ * left empty (its values are not in the batch, as a value is not when a histogram cannot grow). */
+static void hist_settle(struct agg_hist *h)
+{
+    if (!h->counts)
+        return;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < h->span; i++)
+        n += h->counts[i] != 0;
+    struct agg_hist_entry *entries =
+        n > h->cap ? realloc(h->entries, n * sizeof(*entries)) : h->entries;
+    if (entries) {
+        h->entries = entries;
+        h->cap = n > h->cap ? n : h->cap;
+        for (uint32_t i = 0; i < h->span; i++)
+            if (h->counts[i])
+                entries[h->len++] = (struct agg_hist_entry){(uint16_t)(h->low + i), h->counts[i]};
+    }
+    free(h->counts);
+    h->counts = NULL;
+    h->low = h->span = 0;
 }
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -698,6 +773,12 @@ void agg_tick(struct agg *a, int64_t now_us, bool force)
 
 int agg_drain(struct agg *a, struct agg_batch *ret)
 {
+    for (size_t i = 0; i < a->series_count; i++) {
+        hist_settle(&a->series[i].latency);
+        hist_settle(&a->series[i].self);
+    }
+    for (size_t i = 0; i < a->edges_count; i++)
+        hist_settle(&a->edges[i].latency);
     *ret = (struct agg_batch){a->series,      a->series_count, a->edges,
                               a->edges_count, a->halves,       a->halves_count};
     a->series = NULL;

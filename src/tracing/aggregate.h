@@ -16,9 +16,10 @@
 #include "emp/hist.h"
 #include "span.h"
 
-#define AGG_ID_MAX     37         /* an app id and its NUL */
-#define AGG_PARK_BYTES (12 << 20) /* what the counts since the last drain may take, about */
-#define AGG_NAMES_MAX  16384      /* different service names that waiting halves hold, at most */
+#define AGG_ID_MAX      37         /* an app id and its NUL */
+#define AGG_PARK_BYTES  (12 << 20) /* what the counts since the last drain may take, about */
+#define AGG_NAMES_MAX   16384      /* different service names that waiting halves hold, at most */
+#define AGG_HIST_SPARSE 8          /* buckets a histogram keeps as entries while it is counted */
 
 /* Maps a span's service name (hash: its emp_hash_text()) to the id of the app it is
  * ("alice/songs-ms"), writing it into ret_id (AGG_ID_MAX bytes); false when the service is no EMP
@@ -44,10 +45,15 @@ struct agg_hist_entry {
     uint32_t count;
 };
 
-/* A histogram's buckets that are not empty, in ascending order. */
+/* A histogram's buckets that are not empty, in ascending order: what a batch holds. While it is
+ * counted, a histogram of more than AGG_HIST_SPARSE buckets is kept as an array of counts over
+ * its buckets' range instead (counts, NULL in a batch), which a value finds its count in at
+ * once: a search through hundreds of entries far from the cache waited for a line per step. */
 struct agg_hist {
     struct agg_hist_entry *entries;
     uint32_t len, cap;
+    uint32_t *counts; /* counts[b - low] for low <= b < low + span */
+    uint16_t low, span;
 };
 
 /* One app's numbers in one bucket. */

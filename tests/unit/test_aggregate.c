@@ -331,6 +331,71 @@ static void test_drains_by_memory(void **state)
     agg_free(a);
 }
 
+/* Drains what durations[0..n) count into alice/a's one series and checks its latency histogram
+ * against the buckets counted here: every non-empty bucket once, ascending, with its count. */
+static void check_latencies(const int64_t *durations, size_t n)
+{
+    struct agg *a = new_agg();
+    static uint64_t expected[HIST_BUCKETS];
+    memset(expected, 0, sizeof(expected));
+    for (size_t i = 0; i < n; i++) {
+        struct span s = fixture_span(i + 1, i + 1, 0, SPAN_SERVER, "alice/a", NULL, NOW - 1000000,
+                                     durations[i]);
+        agg_add(a, &s, 1, NOW);
+        expected[hist_bucket((uint64_t)durations[i])]++;
+    }
+    struct agg_batch b = drain(a);
+    const struct agg_series *sa = series(&b, "id-a");
+    assert_non_null(sa);
+    assert_null(sa->latency.counts);
+    uint32_t at = 0;
+    for (unsigned bucket = 0; bucket < HIST_BUCKETS; bucket++) {
+        if (!expected[bucket])
+            continue;
+        assert_true(at < sa->latency.len);
+        assert_int_equal(sa->latency.entries[at].bucket, bucket);
+        assert_int_equal(sa->latency.entries[at].count, expected[bucket]);
+        at++;
+    }
+    assert_int_equal(at, sa->latency.len);
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
+/* A histogram of a few buckets and one of hundreds, which the aggregator keeps in another form
+ * while it counts: values rising, falling, scattered over the whole range (from 1 µs to beyond
+ * the last bucket's), and a few values many times. */
+static void test_histograms(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    static int64_t d[N];
+    size_t n = 0;
+    for (int64_t v = 1; v <= 5; v++) /* few buckets */
+        d[n++] = v * 1000;
+    check_latencies(d, n);
+    n = 0;
+    for (int64_t v = 1000; v < 200000; v += 997) /* rising: the range grows upwards */
+        d[n++] = v;
+    check_latencies(d, n);
+    n = 0;
+    for (int64_t v = 200000; v > 1000; v -= 997) /* falling: it grows downwards */
+        d[n++] = v;
+    check_latencies(d, n);
+    n = 0;
+    uint64_t x = 88172645463325252ULL;
+    for (; n < N; n++) { /* scattered, from 1 µs to far beyond the last bucket */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        d[n] = (int64_t)(1 + (x >> (x % 64)) % (1ULL << 50));
+    }
+    check_latencies(d, n);
+    n = 0;
+    for (int k = 0; k < 2000; k++) /* one bucket more than the entries hold, many values each */
+        for (int64_t v = 9; v >= 1; v--)
+            d[n++] = v * 10000;
+    check_latencies(d, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,7 +403,7 @@ int main(void)
         cmocka_unit_test(test_chain_py_zipkin),  cmocka_unit_test(test_leaf_and_errors),
         cmocka_unit_test(test_halves),           cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bounded_pending),  cmocka_unit_test(test_bounded_names),
-        cmocka_unit_test(test_drains_by_memory),
+        cmocka_unit_test(test_drains_by_memory), cmocka_unit_test(test_histograms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
