@@ -280,6 +280,8 @@ static void add_messages(struct collector *c, const struct collector_message *me
             agg_add_resolved(c->agg, room->spans + p->first,
                              (const char(*)[AGG_ID_MAX])room->app_ids[p->first], p->count, now_us);
         }
+        if (used)
+            c->counters.last_span_at_ms = time_now_ms();
         bool full = c->parked_count > 0;
         pthread_mutex_unlock(&c->lock);
         if (full)

@@ -70,6 +70,7 @@ int collector_flush_all(struct collector *collector, struct emp_error *err);
 struct collector_counters {
     uint64_t messages, bad_messages, spans, bad_spans, unknown_service, too_late, too_early,
         pending, unsent_batches, dropped_batches;
+    int64_t last_span_at_ms; /* when the last span was counted (time_now_ms()), 0 before */
 };
 void collector_counters(struct collector *collector, struct collector_counters *ret);
 

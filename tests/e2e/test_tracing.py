@@ -209,6 +209,7 @@ class ChainTest(h.E2ETestCase, TracingAssertions):
         messages = per_request_messages(chain.traces + other.traces)
         random.Random(3).shuffle(messages)
         half = len(messages) // 2
+        cls.sending_at_ms = int(time.time() * 1000)
         kcat_produce(stack.kafka.bootstrap, messages[:half])
         send_kafka.send(stack.kafka.bootstrap, messages[half:], config=SPREAD_CONFIG)
         cls.messages_sent = len(messages)
@@ -226,6 +227,7 @@ class ChainTest(h.E2ETestCase, TracingAssertions):
             return True
 
         h.wait_until(counted, 40, 0.5, what="EMP to count the chain's spans")
+        cls.counted_at_ms = int(time.time() * 1000)
         # offsets are committed once their counts are in Redis (and the join windows passed)
         cls.status_after = h.wait_until(
             lambda: (lambda st: st if all(s["kafka"]["committed_offsets"] for s in st) else None)(
@@ -298,6 +300,10 @@ class ChainTest(h.E2ETestCase, TracingAssertions):
         here = [s["this_server"] for s in self.status_after]
         self.assertEqual(sum(x["spans"] for x in here), len(self.sent))
         self.assertEqual(sum(x["bad_spans"] for x in here), 0)
+        # each says when it last counted a span: after the spans were sent, before all were seen
+        for x in here:
+            self.assertGreaterEqual(x["last_span_at_ms"], self.sending_at_ms, x)
+            self.assertLessEqual(x["last_span_at_ms"], self.counted_at_ms, x)
         both = self.status_after[0]["all_servers"]
         self.assertEqual(both, self.status_after[1]["all_servers"])
         self.assertEqual(both["spans"], len(self.sent))
