@@ -106,7 +106,16 @@ struct agg {
     uint32_t *edges_index;
     struct agg_half *halves;
     size_t halves_count, halves_cap;
-    size_t bytes; /* what series, edges, halves and their histograms took from the heap */
+    struct agg_text *text; /* the names that edges and halves point to */
+    size_t bytes; /* what series, edges, halves, their histograms and names took from the heap */
+};
+
+#define TEXT_CHUNK (64u << 10) /* bytes of names a chunk holds */
+
+struct agg_text {
+    struct agg_text *next; /* the chunk filled before */
+    size_t used;
+    char data[TEXT_CHUNK];
 };
 
 #define INDEX_SIZE  (1u << 16)          /* slots of each index */
@@ -380,6 +389,27 @@ static int64_t bucket_of(const struct agg *a, int64_t timestamp_us)
     return s - s % a->config.bucket_s;
 }
 
+/* A copy of name (shorter than SPAN_SERVICE_MAX) among the names of the batch, NULL when out of
+ * memory. */
+static const char *text_copy(struct agg *a, const char *name)
+{
+    if (!name[0])
+        return "";
+    size_t n = strlen(name) + 1;
+    struct agg_text *t = a->text;
+    if (!t || TEXT_CHUNK - t->used < n) {
+        if (!(t = malloc(sizeof(*t))))
+            return NULL;
+        t->next = a->text;
+        t->used = 0;
+        a->text = t;
+        a->bytes += sizeof(*t);
+    }
+    char *copy = memcpy(t->data + t->used, name, n);
+    t->used += n;
+    return copy;
+}
+
 static void *grow(struct agg *a, void *array, size_t *cap, size_t size)
 {
     size_t next = *cap ? *cap * 2 : 16;
@@ -471,11 +501,14 @@ static struct agg_edge *edge_of(struct agg *a, const char *caller_app, const cha
             return NULL;
         a->edges = grown;
     }
+    const char *caller_copy = text_copy(a, caller), *callee_copy = text_copy(a, callee->name);
+    if (!caller_copy || !callee_copy)
+        return NULL;
     struct agg_edge *e = &a->edges[a->edges_count++];
     memset(e, 0, sizeof(*e));
     memcpy(e->caller_app, caller_app, AGG_ID_MAX);
-    snprintf(e->caller, sizeof(e->caller), "%s", caller);
-    snprintf(e->callee, sizeof(e->callee), "%s", callee->name);
+    e->caller = caller_copy;
+    e->callee = callee_copy;
     snprintf(e->callee_app, sizeof(e->callee_app), "%s", callee_app ? callee_app : "");
     e->bucket = bucket;
     a->edges_index[i] = (uint32_t)a->edges_count;
@@ -522,6 +555,9 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
             return;
         a->halves = grown;
     }
+    const char *service = text_copy(a, service_of(p)), *remote = text_copy(a, remote_of(p));
+    if (!service || !remote)
+        return;
     struct agg_half *h = &a->halves[a->halves_count++];
     memset(h, 0, sizeof(*h));
     h->server = server;
@@ -532,8 +568,8 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
     h->has_parent = p->has_parent;
     h->shared = p->shared;
     memcpy(h->app_id, p->app_id, AGG_ID_MAX);
-    snprintf(h->service, sizeof(h->service), "%s", service_of(p));
-    snprintf(h->remote, sizeof(h->remote), "%s", remote_of(p));
+    h->service = service;
+    h->remote = remote;
     if (!server && h->remote[0] &&
         !a->config.resolve(a->config.resolve_ctx, h->remote, p->names[1]->hash, h->remote_app))
         h->remote_app[0] = '\0';
@@ -779,8 +815,9 @@ int agg_drain(struct agg *a, struct agg_batch *ret)
     }
     for (size_t i = 0; i < a->edges_count; i++)
         hist_settle(&a->edges[i].latency);
-    *ret = (struct agg_batch){a->series,      a->series_count, a->edges,
-                              a->edges_count, a->halves,       a->halves_count};
+    *ret = (struct agg_batch){a->series, a->series_count, a->edges, a->edges_count,
+                              a->halves, a->halves_count, a->text};
+    a->text = NULL;
     a->series = NULL;
     a->series_count = a->series_cap = 0;
     a->edges = NULL;
@@ -806,6 +843,11 @@ void agg_batch_free(struct agg_batch *b)
     free(b->series);
     free(b->edges);
     free(b->halves);
+    while (b->text) {
+        struct agg_text *next = b->text->next;
+        free(b->text);
+        b->text = next;
+    }
     *b = (struct agg_batch){0};
 }
 

@@ -68,9 +68,9 @@ struct agg_series {
 /* Calls from one app to one service in one bucket. */
 struct agg_edge {
     char caller_app[AGG_ID_MAX];
-    char caller[SPAN_SERVICE_MAX]; /* the caller's service name */
-    char callee[SPAN_SERVICE_MAX]; /* the callee's service name */
-    char callee_app[AGG_ID_MAX];   /* "" when the callee is no EMP app */
+    const char *caller;          /* the caller's service name (in the batch's text) */
+    const char *callee;          /* the callee's service name (in the batch's text) */
+    char callee_app[AGG_ID_MAX]; /* "" when the callee is no EMP app */
     int64_t bucket;
     uint64_t calls, errors;
     struct agg_hist latency; /* as the caller saw each call */
@@ -86,13 +86,17 @@ struct agg_half {
     uint64_t parent_id;
     bool has_parent, shared;
     char app_id[AGG_ID_MAX];
-    char service[SPAN_SERVICE_MAX];
-    char remote[SPAN_SERVICE_MAX]; /* a call's remoteEndpoint.serviceName */
-    char remote_app[AGG_ID_MAX];   /* its app id, "" when it names no EMP app */
-    int64_t bucket;                /* a call's bucket */
-    int64_t duration_us;           /* a call's duration as the caller saw it */
+    const char *service;         /* in the batch's text */
+    const char *remote;          /* a call's remoteEndpoint.serviceName, "" when none */
+    char remote_app[AGG_ID_MAX]; /* its app id, "" when it names no EMP app */
+    int64_t bucket;              /* a call's bucket */
+    int64_t duration_us;         /* a call's duration as the caller saw it */
     bool error;
 };
+
+/* The service names of a batch's edges and halves, in chunks that do not move: a name takes its
+ * length, not SPAN_SERVICE_MAX. */
+struct agg_text;
 
 /* What one drain hands over. */
 struct agg_batch {
@@ -102,6 +106,7 @@ struct agg_batch {
     size_t edges_count;
     struct agg_half *halves;
     size_t halves_count;
+    struct agg_text *text;
 };
 
 /* Counts of what was refused, for the metrics of the ingestion itself. */

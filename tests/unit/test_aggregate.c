@@ -331,6 +331,42 @@ static void test_drains_by_memory(void **state)
     agg_free(a);
 }
 
+/* Names of the longest length a span may carry, more of them than one chunk of a batch's names
+ * holds: every edge and half hands each over whole. */
+static void test_long_names(void **state)
+{
+    (void)state;
+    struct agg *a = new_agg();
+    enum { N = 300 };
+    static char leaf[N][SPAN_SERVICE_MAX], app[N][SPAN_SERVICE_MAX];
+    for (uint64_t i = 0; i < N; i++) {
+        memset(leaf[i], 'l', SPAN_SERVICE_MAX - 1);
+        memset(app[i], 'a', SPAN_SERVICE_MAX - 1);
+        memcpy(app[i], "alice/", 6);
+        snprintf(leaf[i] + SPAN_SERVICE_MAX - 5, 5, "%04u", (unsigned)i);
+        snprintf(app[i] + SPAN_SERVICE_MAX - 5, 5, "%04u", (unsigned)i);
+        struct span s[2] = {
+            fixture_span(i + 1, 1, 0, SPAN_CLIENT, "alice/web", leaf[i], NOW - 1000000, 100),
+            fixture_span(i + 1, 2, 0, SPAN_CLIENT, "alice/web", app[i], NOW - 1000000, 100),
+        };
+        assert_int_equal(strlen(s[0].remote_service), SPAN_SERVICE_MAX - 1);
+        agg_add(a, s, 2, NOW);
+    }
+    struct agg_batch b = drain(a);
+    assert_int_equal(b.edges_count, N);  /* leaves: no EMP app */
+    assert_int_equal(b.halves_count, N); /* calls to apps whose servers went elsewhere */
+    for (size_t i = 0; i < N; i++) {
+        assert_non_null(edge(&b, "alice/web", leaf[i]));
+        bool found = false;
+        for (size_t j = 0; j < b.halves_count && !found; j++)
+            found = strcmp(b.halves[j].remote, app[i]) == 0 &&
+                    strcmp(b.halves[j].service, "alice/web") == 0;
+        assert_true(found);
+    }
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
 /* Drains what durations[0..n) count into alice/a's one series and checks its latency histogram
  * against the buckets counted here: every non-empty bucket once, ascending, with its count. */
 static void check_latencies(const int64_t *durations, size_t n)
@@ -404,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_halves),           cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bounded_pending),  cmocka_unit_test(test_bounded_names),
         cmocka_unit_test(test_drains_by_memory), cmocka_unit_test(test_histograms),
+        cmocka_unit_test(test_long_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
