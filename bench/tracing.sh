@@ -13,8 +13,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KAFKA_SPANS=${EMP_BENCH_KAFKA_SPANS:-1000000}  # spans of the Kafka throughput run
 MEMORY_SPANS=${EMP_BENCH_MEMORY_SPANS:-1000000} # spans of the memory run, over an hour
-KAFKA_ROUNDS=${EMP_BENCH_KAFKA_ROUNDS:-3}       # emp-server reads of the topic
-KCAT_ROUNDS=${EMP_BENCH_KCAT_ROUNDS:-3}         # kcat reads of the topic
+KAFKA_ROUNDS=${EMP_BENCH_KAFKA_ROUNDS:-5}       # emp-server reads of the topic
+KCAT_ROUNDS=${EMP_BENCH_KCAT_ROUNDS:-5}         # kcat reads of the topic, in turn with them
 HTTP_DURATION=${EMP_BENCH_DURATION:-10}         # seconds of each POST /api/v2/spans round
 HTTP_ROUNDS=${EMP_BENCH_ROUNDS:-3}
 WARMUP=${EMP_BENCH_WARMUP:-2}
@@ -222,43 +222,6 @@ clear_traces() {
 }
 
 KAFKA_PHASE=$(cpu_mark)
-# KAFKA_ROUNDS reads of the topic, each by a fresh emp-server in a group of its own (so from the
-# first offset) on a store without trace metrics: a round's rate moves by a tenth with where
-# the 50 ms polls fall and with what else the 2 cores run then, so the figure is the median
-kafka_rates=() kafka_cores=() kafka_stored=() kafka_hwm=()
-for ((r = 1; r <= KAFKA_ROUNDS; r++)); do
-  clear_traces "$A"
-  start_emp "$A" --kafka-brokers "$BROKERS" --kafka-topic zipkin-live --kafka-group "emp-bench-$r" \
-    --kafka-session-timeout 6s
-  measure_ingest "$(cat "$A/pid")" "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS" "kafka-$r"
-  kafka_rates+=("$ING_RATE") kafka_cores+=("$ING_PER_CORE")
-  say "   round $r: emp-server counted $ING_SPANS spans in ${ING_S}s after the first: $ING_RATE spans/s;"
-  say "     its CPU $(calc "$ING_TICKS / $CLK_TCK" 2)s: $ING_PER_CORE spans/s per core"
-  ((ING_DONE)) || say "   NOTE: it had not counted all $LIVE_SPANS after ${INGEST_TIMEOUT}s: the rate is of what it did count"
-  [[ $T_CONSUMED == "$LIVE_MESSAGES" ]] ||
-    say "   NOTE: emp-server consumed $T_CONSUMED messages, $LIVE_MESSAGES were produced (the mock kept fewer?)"
-  kafka_hwm+=("$(calc "$(vm_kib "$(cat "$A/pid")" VmHWM) / 1024")")
-  if wait_stored "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS"; then
-    # counting runs ahead of Redis by what the aggregator and its parked batches hold, and the
-    # last flush comes up to a flush interval after the last span: for a burst this short, the
-    # rate to the last span in the store is a lower bound of a longer stream's, the counting
-    # rate an upper one
-    now_us
-    kafka_stored+=("$(calc "($LIVE_SPANS - $ING_S0) / max(($NOW_US - $ING_T0) / 1000000, 0.001)" 0)")
-    say "     all in Redis $(calc "($NOW_US - $ING_T0) / 1000000" 3)s after the first was counted: ${kafka_stored[-1]} spans/s"
-  else
-    say "   NOTE: the store has $T_STORED of the spans after 60 s"
-  fi
-  stop_pid "$(cat "$A/pid")"
-done
-KAFKA_RATE=$(median 0 "${kafka_rates[@]}")
-KAFKA_PER_CORE=$(median 0 "${kafka_cores[@]}")
-KAFKA_HWM_MIB=$(maximum "${kafka_hwm[@]}")
-KAFKA_STORED_RATE=-
-((${#kafka_stored[@]} == KAFKA_ROUNDS)) && KAFKA_STORED_RATE=$(median 0 "${kafka_stored[@]}")
-say "   emp-server: $KAFKA_RATE spans/s (median of $KAFKA_ROUNDS rounds), $KAFKA_PER_CORE spans/s per core"
-
-step "kcat -C -o beginning -e -q reading zipkin-live, $KCAT_ROUNDS rounds"
 # TOPIC NAME: one read by kcat, printing each message's offset unbuffered (a line a message: kcat
 # takes and walks every message, as emp-server's consumer does, and hands on next to nothing) to
 # a reader that notes when the first line came and when the last did; sets KCAT_S (first message
@@ -288,12 +251,52 @@ print(first or 0, last or 0)' <"$fifo")
   KCAT_CPU=$(awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] }
     printf "%.3f\n", n }' "$WORK/kcat-$2.times")
 }
-kcat_s=() kcat_cpu=()
-for ((r = 1; r <= KCAT_ROUNDS; r++)); do
-  kcat_run zipkin-live "live-$r"
-  kcat_s+=("$KCAT_S") kcat_cpu+=("$KCAT_CPU")
-  say "   round $r: ${KCAT_S}s from the first message to the last (CPU ${KCAT_CPU}s)"
+# KAFKA_ROUNDS reads of the topic by emp-server, each by a fresh emp-server in a group of its own
+# (so from the first offset) on a store without trace metrics, and KCAT_ROUNDS by kcat, taking
+# turns: a read's rate moves by a tenth with what else the 2 cores run then (a flush of
+# emp-server's to Redis, the machine's other guests), and turns keep a slower or faster stretch of
+# the machine from falling on one side only. Each side's figure is its median.
+step "emp-server and kcat -C -o beginning -e -q reading zipkin-live in turns, $KAFKA_ROUNDS and $KCAT_ROUNDS rounds"
+kafka_rates=() kafka_cores=() kafka_stored=() kafka_hwm=() kcat_s=() kcat_cpu=()
+for ((r = 1; r <= KAFKA_ROUNDS || r <= KCAT_ROUNDS; r++)); do
+  if ((r <= KAFKA_ROUNDS)); then
+    clear_traces "$A"
+    start_emp "$A" --kafka-brokers "$BROKERS" --kafka-topic zipkin-live --kafka-group "emp-bench-$r" \
+      --kafka-session-timeout 6s
+    measure_ingest "$(cat "$A/pid")" "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS" "kafka-$r"
+    kafka_rates+=("$ING_RATE") kafka_cores+=("$ING_PER_CORE")
+    say "   round $r: emp-server counted $ING_SPANS spans in ${ING_S}s after the first: $ING_RATE spans/s;"
+    say "     its CPU $(calc "$ING_TICKS / $CLK_TCK" 2)s: $ING_PER_CORE spans/s per core"
+    ((ING_DONE)) || say "   NOTE: it had not counted all $LIVE_SPANS after ${INGEST_TIMEOUT}s: the rate is of what it did count"
+    [[ $T_CONSUMED == "$LIVE_MESSAGES" ]] ||
+      say "   NOTE: emp-server consumed $T_CONSUMED messages, $LIVE_MESSAGES were produced (the mock kept fewer?)"
+    kafka_hwm+=("$(calc "$(vm_kib "$(cat "$A/pid")" VmHWM) / 1024")")
+    if wait_stored "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS"; then
+      # counting runs ahead of Redis by what the aggregator and its parked batches hold, and the
+      # last flush comes up to a flush interval after the last span: for a burst this short, the
+      # rate to the last span in the store is a lower bound of a longer stream's, the counting
+      # rate an upper one
+      now_us
+      kafka_stored+=("$(calc "($LIVE_SPANS - $ING_S0) / max(($NOW_US - $ING_T0) / 1000000, 0.001)" 0)")
+      say "     all in Redis $(calc "($NOW_US - $ING_T0) / 1000000" 3)s after the first was counted: ${kafka_stored[-1]} spans/s"
+    else
+      say "   NOTE: the store has $T_STORED of the spans after 60 s"
+    fi
+    stop_pid "$(cat "$A/pid")"
+  fi
+  if ((r <= KCAT_ROUNDS)); then
+    kcat_run zipkin-live "live-$r"
+    kcat_s+=("$KCAT_S") kcat_cpu+=("$KCAT_CPU")
+    say "   round $r: kcat read it in ${KCAT_S}s from the first message to the last (CPU ${KCAT_CPU}s)"
+  fi
 done
+KAFKA_RATE=$(median 0 "${kafka_rates[@]}")
+KAFKA_PER_CORE=$(median 0 "${kafka_cores[@]}")
+KAFKA_HWM_MIB=$(maximum "${kafka_hwm[@]}")
+KAFKA_STORED_RATE=-
+((${#kafka_stored[@]} == KAFKA_ROUNDS)) && KAFKA_STORED_RATE=$(median 0 "${kafka_stored[@]}")
+say "   emp-server: $KAFKA_RATE spans/s (median of $KAFKA_ROUNDS rounds), $KAFKA_PER_CORE spans/s per core"
+
 KCAT_S=$(median 3 "${kcat_s[@]}")
 KCAT_CPU=$(median 3 "${kcat_cpu[@]}")
 # the spans after the first message, over the time from it to the last
