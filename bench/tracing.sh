@@ -112,7 +112,12 @@ tracing_status() {
 # (last_span_at_ms of the poll that saw them all, which came up to 50 ms later): sets ING_SPANS
 # (counted between), ING_S (seconds), ING_TICKS (emp-server's CPU ticks between the polls),
 # ING_RATE, ING_PER_CORE, ING_DONE (1: all counted), ING_T0 and ING_S0 (the first poll's time,
-# µs, and count). Writes the polls to $WORK/NAME-polls.txt.
+# µs, and count). And ING_MID_RATE: the rate from the moment a tenth of TOTAL was counted to the
+# moment nine tenths were (each found between the two polls around it, a poll's count taken at
+# the middle of its request), which leaves out the start (the consumer's first fetches, a fresh
+# process's first page faults) and the end (the last partitions) as kcat_run's does for kcat.
+# Writes the polls (sent, answered, spans, messages, CPU ticks, last_span_at_ms) to
+# $WORK/NAME-polls.txt.
 measure_ingest() {
   local pid=$1 port=$2 token=$3 total=$4 name=$5 t0='' s0='' c0='' t c deadline asked
   now_us
@@ -126,7 +131,7 @@ measure_ingest() {
     now_us
     t=$NOW_US
     c=$(proc_ticks "$pid") || die "emp-server died while counting spans (see $WORK)"
-    printf '%s %s %s %s %s\n' "$t" "$T_SPANS" "$T_CONSUMED" "$c" "$T_LAST_MS" >>"$WORK/$name-polls.txt"
+    printf '%s %s %s %s %s %s\n' "$asked" "$t" "$T_SPANS" "$T_CONSUMED" "$c" "$T_LAST_MS" >>"$WORK/$name-polls.txt"
     if [[ -z $t0 ]] && ((T_SPANS > 0)); then t0=$asked s0=$T_SPANS c0=$c; fi
     if ((T_SPANS >= total)); then
       ING_DONE=1
@@ -143,6 +148,19 @@ measure_ingest() {
   ING_TICKS=$((c - c0))
   ING_RATE=$(calc "$ING_SPANS / max($ING_S, 0.001)" 0)
   ING_PER_CORE=$(calc "$ING_SPANS / max($ING_TICKS / $CLK_TCK, 0.01)" 0)
+  ING_MID_RATE=$(awk -v total="$total" '
+    function at(goal) { # the time (µs) the count reached goal, between the polls around it
+      for (i = 2; i <= n; i++)
+        if (c[i] >= goal && c[i - 1] < goal)
+          return t[i - 1] + (t[i] - t[i - 1]) * (goal - c[i - 1]) / (c[i] - c[i - 1])
+      return -1
+    }
+    { n++; t[n] = ($1 + $2) / 2; c[n] = $3 }
+    END {
+      lo = at(total / 10); hi = at(total * 9 / 10)
+      if (lo < 0 || hi <= lo) { print "-"; exit }
+      printf "%.0f\n", (total * 8 / 10) / ((hi - lo) / 1000000)
+    }' "$WORK/$name-polls.txt")
 }
 
 # PORT TOKEN TOTAL: waits (up to 60 s) until the store holds TOTAL spans (all_servers.spans)
@@ -224,9 +242,11 @@ clear_traces() {
 KAFKA_PHASE=$(cpu_mark)
 # TOPIC NAME: one read by kcat, printing each message's offset unbuffered (a line a message: kcat
 # takes and walks every message, as emp-server's consumer does, and hands on next to nothing) to
-# a reader that notes when the first line came and when the last did; sets KCAT_S (first message
-# to last: kcat's start and its wait for the end of every partition are not part of it, as
-# emp-server's group join is not part of its rate) and KCAT_CPU (s, from `times`)
+# a reader that notes when the first line came, when the tenth of the topic's messages and nine
+# tenths had, and when the last did; sets KCAT_S (first message to last: kcat's start and its wait
+# for the end of every partition are not part of it, as emp-server's group join is not part of
+# its rate), KCAT_MID_RATE (spans/s from a tenth to nine tenths, as measure_ingest's
+# ING_MID_RATE) and KCAT_CPU (s, from `times`)
 kcat_run() {
   local fifo=$WORK/kcat-$2.fifo pid times
   mkfifo "$fifo"
@@ -237,17 +257,27 @@ kcat_run() {
   ) &
   pid=$!
   times=$("$PYTHON" -c '
-import os, time
-first = last = None
+import os, sys, time
+messages = int(sys.argv[1])
+low, high = -(-messages // 10), -(-messages * 9 // 10)
+first = last = at_low = at_high = None
+lines = 0
 while True:
     data = os.read(0, 1 << 20)
     if not data:
         break
     last = time.monotonic_ns() // 1000
     first = first or last
-print(first or 0, last or 0)' <"$fifo")
+    lines += data.count(b"\n")
+    if at_low is None and lines >= low:
+        at_low = last
+    if at_high is None and lines >= high:
+        at_high = last
+print(first or 0, last or 0, at_low or 0, at_high or 0, high - low)' "$LIVE_MESSAGES" <"$fifo")
   wait "$pid" || die "kcat -C failed: $(cat "$WORK/kcat-$2.err")"
-  KCAT_S=$(calc "(${times#* } - ${times% *}) / 1000000" 3)
+  local t=($times)
+  KCAT_S=$(calc "(${t[1]} - ${t[0]}) / 1000000" 3)
+  KCAT_MID_RATE=$(calc "${t[4]} * $PER_MESSAGE / max((${t[3]} - ${t[2]}) / 1000000, 0.000001)" 0)
   KCAT_CPU=$(awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] }
     printf "%.3f\n", n }' "$WORK/kcat-$2.times")
 }
@@ -255,17 +285,21 @@ print(first or 0, last or 0)' <"$fifo")
 # (so from the first offset) on a store without trace metrics, and KCAT_ROUNDS by kcat, taking
 # turns: a read's rate moves by a tenth with what else the 2 cores run then (a flush of
 # emp-server's to Redis, the machine's other guests), and turns keep a slower or faster stretch of
-# the machine from falling on one side only. Each side's figure is its median.
+# the machine from falling on one side only. Each side's figure is its median; the ratio is of the
+# rates from a tenth of the topic to nine tenths (the start of a read, a fresh emp-server's first
+# fetches and page faults, moved a round by up to a tenth as the first poll fell on it or after
+# it), and the rates from the first span to the last are given too.
 step "emp-server and kcat -C -o beginning -e -q reading zipkin-live in turns, $KAFKA_ROUNDS and $KCAT_ROUNDS rounds"
-kafka_rates=() kafka_cores=() kafka_stored=() kafka_hwm=() kcat_s=() kcat_cpu=()
+kafka_rates=() kafka_mid=() kafka_cores=() kafka_stored=() kafka_hwm=() kcat_s=() kcat_mid=() kcat_cpu=()
 for ((r = 1; r <= KAFKA_ROUNDS || r <= KCAT_ROUNDS; r++)); do
   if ((r <= KAFKA_ROUNDS)); then
     clear_traces "$A"
     start_emp "$A" --kafka-brokers "$BROKERS" --kafka-topic zipkin-live --kafka-group "emp-bench-$r" \
       --kafka-session-timeout 6s
     measure_ingest "$(cat "$A/pid")" "$(cat "$A/port")" "$(cat "$A/token")" "$LIVE_SPANS" "kafka-$r"
-    kafka_rates+=("$ING_RATE") kafka_cores+=("$ING_PER_CORE")
+    kafka_rates+=("$ING_RATE") kafka_mid+=("$ING_MID_RATE") kafka_cores+=("$ING_PER_CORE")
     say "   round $r: emp-server counted $ING_SPANS spans in ${ING_S}s after the first: $ING_RATE spans/s;"
+    say "     from a tenth to nine tenths: $ING_MID_RATE spans/s"
     say "     its CPU $(calc "$ING_TICKS / $CLK_TCK" 2)s: $ING_PER_CORE spans/s per core"
     ((ING_DONE)) || say "   NOTE: it had not counted all $LIVE_SPANS after ${INGEST_TIMEOUT}s: the rate is of what it did count"
     [[ $T_CONSUMED == "$LIVE_MESSAGES" ]] ||
@@ -286,25 +320,31 @@ for ((r = 1; r <= KAFKA_ROUNDS || r <= KCAT_ROUNDS; r++)); do
   fi
   if ((r <= KCAT_ROUNDS)); then
     kcat_run zipkin-live "live-$r"
-    kcat_s+=("$KCAT_S") kcat_cpu+=("$KCAT_CPU")
-    say "   round $r: kcat read it in ${KCAT_S}s from the first message to the last (CPU ${KCAT_CPU}s)"
+    kcat_s+=("$KCAT_S") kcat_mid+=("$KCAT_MID_RATE") kcat_cpu+=("$KCAT_CPU")
+    say "   round $r: kcat read it in ${KCAT_S}s from the first message to the last (CPU ${KCAT_CPU}s),"
+    say "     from a tenth to nine tenths at $KCAT_MID_RATE spans/s"
   fi
 done
 KAFKA_RATE=$(median 0 "${kafka_rates[@]}")
+KAFKA_MID_RATE=$(median 0 "${kafka_mid[@]}")
 KAFKA_PER_CORE=$(median 0 "${kafka_cores[@]}")
 KAFKA_HWM_MIB=$(maximum "${kafka_hwm[@]}")
 KAFKA_STORED_RATE=-
 ((${#kafka_stored[@]} == KAFKA_ROUNDS)) && KAFKA_STORED_RATE=$(median 0 "${kafka_stored[@]}")
-say "   emp-server: $KAFKA_RATE spans/s (median of $KAFKA_ROUNDS rounds), $KAFKA_PER_CORE spans/s per core"
+say "   emp-server: $KAFKA_MID_RATE spans/s from a tenth to nine tenths, $KAFKA_RATE from the first span to the last"
+say "     (medians of $KAFKA_ROUNDS rounds), $KAFKA_PER_CORE spans/s per core"
 
 KCAT_S=$(median 3 "${kcat_s[@]}")
 KCAT_CPU=$(median 3 "${kcat_cpu[@]}")
 # the spans after the first message, over the time from it to the last
 KCAT_RATE=$(calc "($LIVE_SPANS - $PER_MESSAGE) / max($KCAT_S, 0.001)" 0)
+KCAT_MID_RATE=$(median 0 "${kcat_mid[@]}")
 KCAT_PER_CORE=$(calc "$LIVE_SPANS / max($KCAT_CPU, 0.01)" 0)
-KAFKA_RATIO=$(calc "$KAFKA_RATE / $KCAT_RATE")
-say "   kcat: $KCAT_RATE spans/s (median ${KCAT_S}s), $KCAT_PER_CORE spans/s per core"
-say "   emp-server / kcat: $KAFKA_RATIO"
+KAFKA_RATIO=$(calc "$KAFKA_MID_RATE / $KCAT_MID_RATE")
+KAFKA_FULL_RATIO=$(calc "$KAFKA_RATE / $KCAT_RATE")
+say "   kcat: $KCAT_MID_RATE spans/s from a tenth to nine tenths, $KCAT_RATE from the first message to the last"
+say "     (median ${KCAT_S}s), $KCAT_PER_CORE spans/s per core"
+say "   emp-server / kcat: $KAFKA_RATIO (from the first to the last: $KAFKA_FULL_RATIO)"
 KAFKA_OTHER=$(other_pct "$KAFKA_PHASE")
 
 # ---- 2. POST /api/v2/spans ----
@@ -450,9 +490,12 @@ RUN_S=$(calc "($NOW_US - ${RUN_MARK##* }) / 1000000" 0)
 NOISE=$(noise_note "during the ${RUN_S}s run (Kafka $KAFKA_OTHER%, HTTP $HTTP_OTHER%, memory $MEMORY_OTHER%)" \
   "$OTHER_PCT" "$KAFKA_OTHER" "$HTTP_OTHER" "$MEMORY_OTHER")
 
-record "Kafka ingest spans/s, emp-server" "$KAFKA_RATE"
-record "Kafka read spans/s, kcat -C (first message to last)" "$KCAT_RATE"
+record "Kafka ingest spans/s, emp-server (a tenth to 9 tenths)" "$KAFKA_MID_RATE"
+record "Kafka read spans/s, kcat -C (a tenth to 9 tenths)" "$KCAT_MID_RATE"
 record "  ratio emp-server / kcat" "$KAFKA_RATIO" ">= $TARGET_KAFKA_RATIO" "$(verdict "$KAFKA_RATIO >= $TARGET_KAFKA_RATIO")"
+record "  emp-server spans/s, first span to last" "$KAFKA_RATE"
+record "  kcat spans/s, first message to last" "$KCAT_RATE"
+record "  ratio of those (no target of its own)" "$KAFKA_FULL_RATIO"
 record "  emp-server spans/s per core (its CPU time)" "$KAFKA_PER_CORE"
 record "  emp-server spans/s to the last in Redis (no target)" "$KAFKA_STORED_RATE"
 record "  kcat spans/s per core (its CPU time)" "$KCAT_PER_CORE"
@@ -473,10 +516,10 @@ print_summary <<EOF
 Spans: tests/tracing/spans.py traces (server, client, callee's server span) of $SERVICES services in
   pairs, $PER_MESSAGE spans a message or POST; emp-server --log-level warn --reconcile-workers 0.
 Kafka: $LIVE_SPANS spans ($LIVE_MB MiB) stamped over the last minute in emp-kafka-mock (librdkafka's mock
-  cluster, $PARTITIONS partitions); emp-server's rate from the first span counted to the last (the
-  group join before is left out; median of $KAFKA_ROUNDS reads, a fresh emp-server and group each),
-  kcat's from the first message to the last (median of $KCAT_ROUNDS reads, kcat -u -f '%o\\n' into
-  a reader that notes the times).
+  cluster, $PARTITIONS partitions), read in turns by emp-server ($KAFKA_ROUNDS reads, a fresh emp-server
+  and group each; its group join is left out) and kcat ($KCAT_ROUNDS reads, kcat -u -f '%o\\n' into a
+  reader that notes the times); each side's rate is the median of its reads, from the moment a tenth
+  of the topic was read to the moment nine tenths were, and from the first span to the last.
 HTTP: wrk -t$THREADS -c$CONNECTIONS -d${HTTP_DURATION}s, median of $HTTP_ROUNDS rounds, $HTTP_BODIES bodies in turn.
 Memory: a fresh emp-server and Redis, $HOUR_SPANS spans stamped over the last hour (--trace-lateness 2h);
   Redis used_memory after less before (the apps already there), divided by $SERVICES services.
