@@ -217,6 +217,14 @@ static void test_bad_ids(void **state)
     r = parse("[{\"traceId\":\"0000000000000002000000000000000F\",\"id\":\"0000000000000001\","
               "\"localEndpoint\":{\"serviceName\":\"a/b\"}}]");
     assert_int_equal(r.bad_spans, 1);
+    /* a 64-bit trace id whose 33rd byte on is a quote (the name's), and ids written with escapes
+     * (JSON allows them; they are read as any string is) */
+    r = parse(
+        "[{\"traceId\":\"0000000000000004\",\"name\":\"abcdef\",\"id\":\"\\u0030000000000000005\","
+        "\"parentId\":\"000000000000000\\u0036\",\"localEndpoint\":{\"serviceName\":\"a/b\"}}]");
+    assert_int_equal(r.spans, 1);
+    assert_true(got[0].trace_hi == 0 && got[0].trace_lo == 4);
+    assert_true(got[0].id == 5 && got[0].parent_id == 6);
 }
 
 static void test_bad_messages(void **state)
