@@ -263,6 +263,38 @@ static void test_bad_fields(void **state)
     assert_int_equal(got[0].kind, SPAN_PRODUCER);
 }
 
+/* Integers of every length up to the largest a span field holds, and the first beyond it; digits
+ * that run into the end of the message or into a fraction. */
+static void test_integers(void **state)
+{
+    char digits[24], extra[64];
+    uint64_t v = 0;
+    for (int n = 1; n <= 19; n++) {
+        digits[n - 1] = (char)('0' + (n * 7) % 10);
+        digits[n] = '\0';
+        v = v * 10 + (uint64_t)((n * 7) % 10);
+        snprintf(extra, sizeof(extra), ",\"duration\":%s,\"timestamp\":%s", digits, digits);
+        struct span_parse_result r = parse_one(extra);
+        assert_int_equal(r.spans, 1);
+        assert_true(got[0].duration_us == (int64_t)v && got[0].timestamp_us == (int64_t)v);
+    }
+    assert_int_equal(parse_one(",\"timestamp\":9223372036854775807").spans, 1);
+    assert_true(got[0].timestamp_us == INT64_MAX);
+    assert_int_equal(parse_one(",\"timestamp\":0000000000000000012").spans, 1);
+    assert_true(got[0].timestamp_us == 12);
+    const char *bad[] = {
+        ",\"timestamp\":9223372036854775808",  /* INT64_MAX + 1 */
+        ",\"timestamp\":18446744073709551616", /* 2^64 */
+        ",\"timestamp\":99999999999999999999999", ",\"timestamp\":12345678.5",
+        ",\"timestamp\":1234567812345678e3",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_true(parse_one(bad[i]).bad_message);
+    /* a message that ends in the digits */
+    assert_true(parse("[{\"timestamp\":12345678").bad_message);
+    assert_true(parse("[{\"timestamp\":1234567812345678").bad_message);
+}
+
 int main(void)
 {
     room = malloc(SPAN_LIST_MAX * sizeof(*room));
@@ -271,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_string_limit),       cmocka_unit_test(test_string_positions),
         cmocka_unit_test(test_service_name_limit), cmocka_unit_test(test_bad_ids),
         cmocka_unit_test(test_bad_messages),       cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_integers),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(room);
