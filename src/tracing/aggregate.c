@@ -759,7 +759,7 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
         const char *app_id = app_ids[i];
         /* the pending table is far larger than the cache, and counting is mostly waiting for
          * it: the slots of a span a few on, the first record in the slots of a span two on
-         * (asked for two spans ago), and the half finished after the next one (while the table
+         * (asked for two spans ago), and what the halves finished next need (while the table
          * is full, every new half finishes the oldest), are asked for now */
         if (i + AHEAD < count) {
             const struct span *n = &spans[i + AHEAD];
@@ -775,8 +775,16 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
             if (n->has_parent && (p = a->table[slot(a, n->trace_hi, n->trace_lo, n->parent_id)]))
                 __builtin_prefetch(p);
         }
-        if (a->oldest && a->oldest->newer)
-            __builtin_prefetch(a->oldest->newer);
+        if (a->oldest && a->oldest->newer) {
+            /* the half finished next (asked for a span ago): the slots where it looks up its
+             * other halves by its id and its parent, and the half after it */
+            const struct pending *next = a->oldest->newer;
+            __builtin_prefetch(next->newer);
+            __builtin_prefetch(&a->table[slot(a, next->trace_hi, next->trace_lo, next->id)]);
+            if (next->has_parent)
+                __builtin_prefetch(
+                    &a->table[slot(a, next->trace_hi, next->trace_lo, next->parent_id)]);
+        }
         if (!app_id[0]) {
             a->counters.unknown++;
             continue;
