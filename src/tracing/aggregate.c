@@ -68,7 +68,9 @@ struct pending {
     int64_t duration_us;
     int64_t children_us;  /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
     struct pending *twin; /* ROLE_SERVER_ID <-> ROLE_SERVER_PARENT */
-    struct pending *older, *newer; /* by deadline (arrival order) */
+    uint32_t series_drain, series_at; /* ROLE_SERVER_ID's series: at position series_at - 1 of
+                                       * the series while the drains are series_drain */
+    struct pending *older, *newer;    /* by deadline (arrival order) */
     char app_id[AGG_ID_MAX];
 };
 
@@ -107,7 +109,8 @@ struct agg {
     struct agg_half *halves;
     size_t halves_count, halves_cap;
     struct agg_text *text; /* the names that edges and halves point to */
-    size_t bytes; /* what series, edges, halves, their histograms and names took from the heap */
+    size_t bytes;    /* what series, edges, halves, their histograms and names took from the heap */
+    uint32_t drains; /* how many drains there were */
 };
 
 #define TEXT_CHUNK (64u << 10) /* bytes of names a chunk holds */
@@ -588,8 +591,11 @@ static void finish(struct agg *a, struct pending *p)
         int64_t waited = p->children_us + (kids ? kids->children_us : 0);
         if (p->duration_us > 0) {
             int64_t self = p->duration_us - waited;
+            /* the series its request was counted in, unless drained since */
             struct agg_series *s =
-                series_of(a, p->app_id, p->names[0]->hash, bucket_of(a, p->timestamp_us));
+                p->series_at && p->series_drain == a->drains
+                    ? &a->series[p->series_at - 1]
+                    : series_of(a, p->app_id, p->names[0]->hash, bucket_of(a, p->timestamp_us));
             if (s)
                 hist_add(a, &s->self, (uint64_t)(self > 0 ? self : 0));
         }
@@ -665,6 +671,8 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
     struct agg_series *series = series_of(a, app_id, s->local_hash, bucket_of(a, ts));
     if (!series)
         return;
+    /* where its self time goes too, kept as a position: the array moves as it grows */
+    uint32_t series_at = (uint32_t)(series - a->series) + 1;
     series->requests++;
     if (span_failed(s))
         series->errors++;
@@ -690,6 +698,8 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
     if (!by_id)
         return;
     by_id->matched = matched;
+    by_id->series_drain = a->drains;
+    by_id->series_at = series_at;
     /* calls inside it that came first: their sum is its now, so it cannot expire before it */
     struct pending *kids =
         find(a, s->trace_hi, s->trace_lo, s->id, by_id->names[0]->hash, ROLE_CHILDREN);
@@ -784,6 +794,8 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
             if (next->has_parent)
                 __builtin_prefetch(
                     &a->table[slot(a, next->trace_hi, next->trace_lo, next->parent_id)]);
+            if (next->series_at && next->series_drain == a->drains)
+                __builtin_prefetch(&a->series[next->series_at - 1]);
         }
         if (!app_id[0]) {
             a->counters.unknown++;
@@ -833,6 +845,7 @@ int agg_drain(struct agg *a, struct agg_batch *ret)
     a->halves = NULL;
     a->halves_count = a->halves_cap = 0;
     a->bytes = 0;
+    a->drains++;
     memset(a->series_index, 0, INDEX_SIZE * sizeof(*a->series_index));
     memset(a->edges_index, 0, INDEX_SIZE * sizeof(*a->edges_index));
     return 0;

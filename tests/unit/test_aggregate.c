@@ -331,6 +331,30 @@ static void test_drains_by_memory(void **state)
     agg_free(a);
 }
 
+/* A server span still waiting for its calls when its request is drained: its self time, counted
+ * when its wait ends, goes to the next batch, and the batch handed over is not touched again. */
+static void test_self_time_after_drain(void **state)
+{
+    (void)state;
+    struct agg *a = new_agg();
+    struct span s = fixture_span(1, 1, 0, SPAN_SERVER, "alice/a", NULL, NOW - 1000000, 5000);
+    agg_add(a, &s, 1, NOW);
+    struct agg_batch first;
+    assert_int_equal(agg_drain(a, &first), 0);
+    assert_int_equal(first.series_count, 1);
+    assert_int_equal(first.series[0].requests, 1);
+    assert_int_equal(hist_total(&first.series[0].self), 0);
+    struct agg_batch second = drain(a); /* its wait ends */
+    assert_int_equal(hist_total(&first.series[0].self), 0);
+    const struct agg_series *sa = series(&second, "id-a");
+    assert_non_null(sa);
+    assert_int_equal(sa->requests, 0);
+    assert_int_equal(hist_total(&sa->self), 1);
+    agg_batch_free(&first);
+    agg_batch_free(&second);
+    agg_free(a);
+}
+
 /* Names of the longest length a span may carry, more of them than one chunk of a batch's names
  * holds: every edge and half hands each over whole. */
 static void test_long_names(void **state)
@@ -440,7 +464,7 @@ int main(void)
         cmocka_unit_test(test_halves),           cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bounded_pending),  cmocka_unit_test(test_bounded_names),
         cmocka_unit_test(test_drains_by_memory), cmocka_unit_test(test_histograms),
-        cmocka_unit_test(test_long_names),
+        cmocka_unit_test(test_long_names),       cmocka_unit_test(test_self_time_after_drain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
