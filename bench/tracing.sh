@@ -275,7 +275,8 @@ while True:
         at_high = last
 print(first or 0, last or 0, at_low or 0, at_high or 0, high - low)' "$LIVE_MESSAGES" <"$fifo")
   wait "$pid" || die "kcat -C failed: $(cat "$WORK/kcat-$2.err")"
-  local t=($times)
+  local t
+  read -r -a t <<<"$times"
   KCAT_S=$(calc "(${t[1]} - ${t[0]}) / 1000000" 3)
   KCAT_MID_RATE=$(calc "${t[4]} * $PER_MESSAGE / max((${t[3]} - ${t[2]}) / 1000000, 0.000001)" 0)
   KCAT_CPU=$(awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] }
