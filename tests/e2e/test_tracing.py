@@ -833,7 +833,11 @@ class BacklogTest(h.E2ETestCase):
                      what=lambda: f"{want} requests counted (now {requests()})")
         kafka = stack.status(0, self.token)["kafka"]
         self.assertEqual(kafka["consumed_messages"], self.MESSAGES, kafka)
-        self.assertGreaterEqual(kafka["pauses"], 2, f"the consumer did not pause and resume: {kafka}")
+        # it paused (a pause takes every partition it has: that the rest of the backlog was
+        # consumed says it resumed). How often depends on how fast the workers count against
+        # how fast fetches come, which no backlog size fixes: once the workers outrun the
+        # fetches, only the first burst fills the inbox.
+        self.assertGreaterEqual(kafka["pauses"], 1, f"the consumer did not pause: {kafka}")
         time.sleep(2)  # and nothing comes twice later (a resume fetches from after the last)
         self.assertEqual(requests(), want)
 
