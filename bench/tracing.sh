@@ -393,9 +393,10 @@ for ((r = 1; r <= HTTP_ROUNDS; r++)); do
   http_spans+=("$spans") http_core+=("$per_core")
   printf '   %-6s %12s %12s %9s %7s %14s\n' "$r" "$rps" "$spans" "$(wrk_latency_ms "http-$r" 99%)" \
     "$(wrk_errors "http-$r")" "$per_core"
-  # wrk does not count the requests still open when it stops (at most one a connection)
+  # wrk does not count the requests still open when it stops (at most one a connection), and
+  # those of the wrk before (the warm-up's, the round's before) may be counted after s0 was read
   expected=$(($(wrk_requests "http-$r") * HTTP_PER_BODY))
-  ((counted >= expected && counted <= expected + CONNECTIONS * HTTP_PER_BODY)) ||
+  ((counted >= expected && counted <= expected + 2 * CONNECTIONS * HTTP_PER_BODY)) ||
     say "   NOTE: emp-server counted $counted spans in round $r, wrk's requests carried $expected"
 done
 HTTP_SPANS=$(median 0 "${http_spans[@]}")
