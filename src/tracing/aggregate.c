@@ -582,6 +582,12 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
     a->counters.halves++;
 }
 
+/* The series a waiting server span's request was counted in, NULL when a drain came since. */
+static struct agg_series *kept_series(const struct agg *a, const struct pending *p)
+{
+    return p->series_at && p->series_drain == a->drains ? &a->series[p->series_at - 1] : NULL;
+}
+
 /* A half whose window passed (or that must make room): what it still owes is counted now. */
 static void finish(struct agg *a, struct pending *p)
 {
@@ -591,11 +597,9 @@ static void finish(struct agg *a, struct pending *p)
         int64_t waited = p->children_us + (kids ? kids->children_us : 0);
         if (p->duration_us > 0) {
             int64_t self = p->duration_us - waited;
-            /* the series its request was counted in, unless drained since */
-            struct agg_series *s =
-                p->series_at && p->series_drain == a->drains
-                    ? &a->series[p->series_at - 1]
-                    : series_of(a, p->app_id, p->names[0]->hash, bucket_of(a, p->timestamp_us));
+            struct agg_series *s = kept_series(a, p);
+            if (!s)
+                s = series_of(a, p->app_id, p->names[0]->hash, bucket_of(a, p->timestamp_us));
             if (s)
                 hist_add(a, &s->self, (uint64_t)(self > 0 ? self : 0));
         }
@@ -794,8 +798,9 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
             if (next->has_parent)
                 __builtin_prefetch(
                     &a->table[slot(a, next->trace_hi, next->trace_lo, next->parent_id)]);
-            if (next->series_at && next->series_drain == a->drains)
-                __builtin_prefetch(&a->series[next->series_at - 1]);
+            const struct agg_series *series = kept_series(a, next);
+            if (series)
+                __builtin_prefetch(series);
         }
         if (!app_id[0]) {
             a->counters.unknown++;

@@ -350,18 +350,13 @@ static bool read_id(struct reader *r, struct span_check *c, bool trace, uint64_t
     /* the id as instrumentation writes it, 16 or 32 hex digits and the closing quote, is read
      * where it lies: a scan for the string's end mispredicts where it stops, an id at a time */
     const char *p = r->p + 1;
+    ptrdiff_t fixed = trace && r->end - p > 32 && p[32] == '"' ? 32 : 16;
     uint64_t fast_hi, fast_lo;
-    if (r->end - p > 32 && p[32] == '"' && trace && hex16(p, &fast_hi) && hex16(p + 16, &fast_lo) &&
-        (fast_hi || fast_lo)) {
+    if (r->end - p > fixed && p[fixed] == '"' &&
+        parse_hex_id(p, (size_t)fixed, &fast_hi, &fast_lo) && (fast_hi || fast_lo)) {
         *hi = fast_hi;
         *lo = fast_lo;
-        r->p = p + 33;
-        return true;
-    }
-    if (r->end - p > 16 && p[16] == '"' && hex16(p, &fast_lo) && fast_lo) {
-        *hi = 0;
-        *lo = fast_lo;
-        r->p = p + 17;
+        r->p = p + fixed + 1;
         return true;
     }
     char buf[40];
