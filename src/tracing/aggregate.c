@@ -84,6 +84,8 @@ static const char *remote_of(const struct pending *p)
     return p->names[1] ? p->names[1]->text : "";
 }
 
+#define HIST_OWED 8 /* dense counts that wait for their cell to come from memory */
+
 struct agg {
     struct agg_config config;
     struct agg_counters counters;
@@ -111,6 +113,13 @@ struct agg {
     struct agg_text *text; /* the names that edges and halves point to */
     size_t bytes;    /* what series, edges, halves, their histograms and names took from the heap */
     uint32_t drains; /* how many drains there were */
+    /* counts into dense histograms not yet made: each cell was asked for when its value came,
+     * and is added to a few values later (hist_add), when it has come from memory */
+    struct {
+        struct agg_hist *hist;
+        uint16_t bucket;
+    } owed[HIST_OWED];
+    uint32_t owed_count, owed_next; /* how many; the oldest, when all HIST_OWED are */
 };
 
 #define TEXT_CHUNK (64u << 10) /* bytes of names a chunk holds */
@@ -179,16 +188,42 @@ static bool hist_densify(struct agg *a, struct agg_hist *h, uint16_t bucket)
     return true;
 }
 
-/* Counts one value into a histogram. */
+/* One value counted into a dense histogram whose range holds bucket. */
+static void hist_count(struct agg_hist *h, uint16_t bucket)
+{
+    uint32_t *count = &h->counts[bucket - h->low];
+    if (*count < UINT32_MAX)
+        ++*count;
+}
+
+/* The owed counts made: before the histograms move (their arrays grow, a drain) or are read. */
+static void hist_pay(struct agg *a)
+{
+    for (uint32_t i = 0; i < a->owed_count; i++)
+        hist_count(a->owed[i].hist, a->owed[i].bucket);
+    a->owed_count = a->owed_next = 0;
+}
+
+/* Counts one value into a histogram. A dense one's cell is mostly not in the cache (there are
+ * thousands of histograms, and the messages stream through the cache between counts): it is
+ * asked for now and counted HIST_OWED values later. */
 static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
 {
     uint16_t bucket = (uint16_t)hist_bucket(value);
     if (h->counts) {
         if ((unsigned)(bucket - h->low) >= h->span && !hist_widen(a, h, bucket))
             return;
-        uint32_t *count = &h->counts[bucket - h->low];
-        if (*count < UINT32_MAX)
-            ++*count;
+        __builtin_prefetch(&h->counts[bucket - h->low], 1);
+        uint32_t at = a->owed_count;
+        if (at == HIST_OWED) {
+            at = a->owed_next;
+            a->owed_next = (at + 1) % HIST_OWED;
+            hist_count(a->owed[at].hist, a->owed[at].bucket);
+        } else {
+            a->owed_count++;
+        }
+        a->owed[at].hist = h;
+        a->owed[at].bucket = bucket;
         return;
     }
     uint32_t lo = hist_find(h, bucket);
@@ -415,6 +450,7 @@ static const char *text_copy(struct agg *a, const char *name)
 
 static void *grow(struct agg *a, void *array, size_t *cap, size_t size)
 {
+    hist_pay(a); /* the histograms in series and edges may move */
     size_t next = *cap ? *cap * 2 : 16;
     void *grown = realloc(array, next * size);
     if (grown) {
@@ -824,16 +860,19 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
         else if (s->kind == SPAN_CLIENT || s->kind == SPAN_PRODUCER)
             take_client(a, s, app_id, ts, now_us);
     }
+    hist_pay(a);
 }
 
 void agg_tick(struct agg *a, int64_t now_us, bool force)
 {
     while (a->oldest && (force || a->oldest->deadline_us <= now_us))
         finish(a, a->oldest);
+    hist_pay(a);
 }
 
 int agg_drain(struct agg *a, struct agg_batch *ret)
 {
+    hist_pay(a);
     for (size_t i = 0; i < a->series_count; i++) {
         hist_settle(&a->series[i].latency);
         hist_settle(&a->series[i].self);

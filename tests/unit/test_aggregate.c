@@ -456,15 +456,77 @@ static void test_histograms(void **state)
     check_latencies(d, n);
 }
 
+/* Many series counted in one go, their values interleaved: dense histograms are counted a few
+ * values late (their cells asked for from memory first), also while the series array grows and
+ * while full pending halves are finished (self time): every count still lands, in its series. */
+static void test_histograms_in_one_go(void **state)
+{
+    (void)state;
+    enum { SERVICES = 40, PER = 300, N = SERVICES * PER };
+    static struct span spans[N];
+    static char ids[N][AGG_ID_MAX];
+    static uint32_t expected[SERVICES][HIST_BUCKETS];
+    memset(expected, 0, sizeof(expected));
+    uint64_t x = 2463534242ULL;
+    size_t i = 0;
+    /* service k from round k on: series come while the first ones are dense, the array grows */
+    for (size_t round = 0; i < N; round++)
+        for (size_t k = 0; k < SERVICES && k <= round; k++) {
+            if (round - k >= PER)
+                continue;
+            char service[32];
+            snprintf(service, sizeof(service), "alice/s%zu", k);
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int64_t d = (int64_t)(100 + x % 2000000); /* 100 µs to 2 s: hundreds of buckets */
+            spans[i] = fixture_span(i + 1, i + 1, 0, SPAN_SERVER, service, NULL, NOW - 1000000, d);
+            assert_true(fixture_resolve(NULL, service, spans[i].local_hash, ids[i]));
+            expected[k][hist_bucket((uint64_t)d)]++;
+            i++;
+        }
+    struct agg *a = new_agg(); /* 1,000 halves wait: most are finished while counting */
+    agg_add_resolved(a, spans, (const char(*)[AGG_ID_MAX])ids, N, NOW);
+    struct agg_batch b = drain(a);
+    assert_int_equal(b.series_count, SERVICES);
+    for (size_t k = 0; k < SERVICES; k++) {
+        char id[32];
+        snprintf(id, sizeof(id), "id-s%zu", k);
+        const struct agg_series *s = series(&b, id);
+        assert_non_null(s);
+        assert_int_equal(s->requests, PER);
+        const struct agg_hist *hists[] = {&s->latency, &s->self}; /* no calls: self = latency */
+        for (size_t h = 0; h < 2; h++) {
+            uint32_t at = 0;
+            for (unsigned bucket = 0; bucket < HIST_BUCKETS; bucket++) {
+                if (!expected[k][bucket])
+                    continue;
+                assert_true(at < hists[h]->len);
+                assert_int_equal(hists[h]->entries[at].bucket, bucket);
+                assert_int_equal(hists[h]->entries[at].count, expected[k][bucket]);
+                at++;
+            }
+            assert_int_equal(at, hists[h]->len);
+        }
+    }
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain_shared_ids), cmocka_unit_test(test_chain_child_spans),
-        cmocka_unit_test(test_chain_py_zipkin),  cmocka_unit_test(test_leaf_and_errors),
-        cmocka_unit_test(test_halves),           cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_bounded_pending),  cmocka_unit_test(test_bounded_names),
-        cmocka_unit_test(test_drains_by_memory), cmocka_unit_test(test_histograms),
-        cmocka_unit_test(test_long_names),       cmocka_unit_test(test_self_time_after_drain),
+        cmocka_unit_test(test_chain_shared_ids),
+        cmocka_unit_test(test_chain_child_spans),
+        cmocka_unit_test(test_chain_py_zipkin),
+        cmocka_unit_test(test_leaf_and_errors),
+        cmocka_unit_test(test_halves),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_bounded_pending),
+        cmocka_unit_test(test_bounded_names),
+        cmocka_unit_test(test_drains_by_memory),
+        cmocka_unit_test(test_histograms),
+        cmocka_unit_test(test_long_names),
+        cmocka_unit_test(test_self_time_after_drain),
+        cmocka_unit_test(test_histograms_in_one_go),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
