@@ -70,7 +70,7 @@ static int hexval(char c)
 
 /* The first byte from p on that ends a string's plain run: '"', '\\', a control character, or
  * end. Sixteen bytes at a time where SSE2 is there (every x86-64): a span is mostly strings. */
-static const char *plain_end(const char *p, const char *end)
+static inline __attribute__((always_inline)) const char *plain_end(const char *p, const char *end)
 {
 #ifdef __SSE2__
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
@@ -90,13 +90,18 @@ static const char *plain_end(const char *p, const char *end)
     return p;
 }
 
+static bool read_escaped(struct reader *r, char *scratch, size_t size, const char **ret,
+                         size_t *ret_len);
+
 /* Reads a string: *ret points at its text and *ret_len is its (unescaped) length. A string
  * without escapes is not copied (*ret points into the message, not NUL-terminated); one with
  * escapes is decoded into scratch (at most size-1 bytes of it, NUL-terminated; scratch may be NULL
  * to only check it) and *ret is scratch, so a text of size bytes or more was cut. \u sequences
- * become '?' when outside ASCII (names EMP keeps are ASCII). */
-static bool read_text(struct reader *r, char *scratch, size_t size, const char **ret,
-                      size_t *ret_len)
+ * become '?' when outside ASCII (names EMP keeps are ASCII). Inlined where strings are read,
+ * keys and values, thirty-odd times a span: the bench's spans parse in 262 ns instead of 298. A
+ * string with an escape goes on in read_escaped. */
+static inline __attribute__((always_inline)) bool
+read_text(struct reader *r, char *scratch, size_t size, const char **ret, size_t *ret_len)
 {
     skip_ws(r);
     if (r->p >= r->end || *r->p != '"')
@@ -112,6 +117,13 @@ static bool read_text(struct reader *r, char *scratch, size_t size, const char *
         r->p = q + 1;
         return true;
     }
+    return read_escaped(r, scratch, size, ret, ret_len);
+}
+
+/* The rest of read_text: a string with an escape, or a bad one, from r->p (after its quote). */
+static bool read_escaped(struct reader *r, char *scratch, size_t size, const char **ret,
+                         size_t *ret_len)
+{
     char *out = scratch;
     size_t len = 0;
     while (r->p < r->end) {
