@@ -227,6 +227,41 @@ static void test_bad_ids(void **state)
     assert_true(got[0].id == 5 && got[0].parent_id == 6);
 }
 
+/* Every byte (but those that end a string or the message) at the first, last and middle places of
+ * each half of an id: taken with its value where it is a lowercase hex digit, refused anywhere
+ * else, and the other digits read as they are. */
+static void test_id_bytes(void **state)
+{
+    (void)state;
+    const int places[] = {0, 7, 8, 15, 16, 23, 24, 31};
+    for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++)
+        for (int b = 0x20; b <= 0xff; b++) {
+            if (b == '"' || b == '\\')
+                continue;
+            char id[33];
+            memcpy(id, "0123456789abcdef1032547698badcfe", 33);
+            id[places[i]] = (char)b;
+            char text[512];
+            snprintf(text, sizeof(text),
+                     "[{\"traceId\":\"%s\",\"id\":\"%.16s\","
+                     "\"localEndpoint\":{\"serviceName\":\"a/b\"}}]",
+                     id, id + (places[i] < 16 ? 0 : 16));
+            struct span_parse_result r = parse(text);
+            assert_false(r.bad_message);
+            bool hex = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f');
+            assert_int_equal(r.spans, hex ? 1 : 0);
+            assert_int_equal(r.bad_spans, hex ? 0 : 1);
+            if (!hex)
+                continue;
+            char half[17];
+            memcpy(half, id, 16);
+            half[16] = '\0';
+            uint64_t hi = strtoull(half, NULL, 16), lo = strtoull(id + 16, NULL, 16);
+            assert_true(got[0].trace_hi == hi && got[0].trace_lo == lo);
+            assert_true(got[0].id == (places[i] < 16 ? hi : lo));
+        }
+}
+
 static void test_bad_messages(void **state)
 {
     const char *bad[] = {
@@ -302,8 +337,8 @@ int main(void)
         cmocka_unit_test(test_every_field),        cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_string_limit),       cmocka_unit_test(test_string_positions),
         cmocka_unit_test(test_service_name_limit), cmocka_unit_test(test_bad_ids),
-        cmocka_unit_test(test_bad_messages),       cmocka_unit_test(test_bad_fields),
-        cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_id_bytes),           cmocka_unit_test(test_bad_messages),
+        cmocka_unit_test(test_bad_fields),         cmocka_unit_test(test_integers),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(room);
