@@ -188,12 +188,17 @@ static bool hist_densify(struct agg *a, struct agg_hist *h, uint16_t bucket)
     return true;
 }
 
+/* One more in a histogram's count, which stays at its largest value once there. */
+static void count_one(uint32_t *count)
+{
+    if (*count < UINT32_MAX)
+        ++*count;
+}
+
 /* One value counted into a dense histogram whose range holds bucket. */
 static void hist_count(struct agg_hist *h, uint16_t bucket)
 {
-    uint32_t *count = &h->counts[bucket - h->low];
-    if (*count < UINT32_MAX)
-        ++*count;
+    count_one(&h->counts[bucket - h->low]);
 }
 
 /* The owed counts made: before the histograms move (their arrays grow, a drain) or are read. */
@@ -228,8 +233,7 @@ static void hist_add(struct agg *a, struct agg_hist *h, uint64_t value)
     }
     uint32_t lo = hist_find(h, bucket);
     if (lo < h->len && h->entries[lo].bucket == bucket) {
-        if (h->entries[lo].count < UINT32_MAX)
-            h->entries[lo].count++;
+        count_one(&h->entries[lo].count);
         return;
     }
     if (h->len == AGG_HIST_SPARSE) {

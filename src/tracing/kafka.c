@@ -538,8 +538,8 @@ int kafka_start(const struct kafka_config *config, struct kafka **ret, struct em
          * is freed only once the last of them is, so what the inbox holds keeps many answers
          * alive, partly. With answers of 4 MiB, a 48 MiB inbox kept emp-server at 124-129 MiB
          * in bench/tracing.sh's memory run; with 1 MiB (the least librdkafka takes: it must
-         * not be below message.max.bytes), at 97-123 MiB (101-111 with the default 32), and
-         * the fetches cost no more */
+         * not be below message.max.bytes), at 97-123 MiB (101-111 with the default 32, before
+         * keep_freed_memory added about 14), and the fetches cost no more */
         set(conf, "fetch.max.bytes", "1048576", err) < 0 ||
         /* how long a broker may hold a fetch with nothing to answer: partitions resumed while
          * one is held wait for it (500 ms by default: the last messages of a backlog waited
