@@ -330,6 +330,61 @@ static void test_integers(void **state)
     assert_true(parse("[{\"timestamp\":1234567812345678").bad_message);
 }
 
+/* The span of test_every_field, written compact and with whitespace (each kind, and runs of it)
+ * between every two tokens: the same span either way. Whitespace or a control byte inside a
+ * token, or a control byte between tokens, makes the list bad. */
+static void test_whitespace(void **state)
+{
+    const char *compact =
+        "[{\"traceId\":\"463ac35c9f6413ad48485a3953bb6124\",\"id\":\"48485a3953bb6124\","
+        "\"parentId\":\"a2fb4a1d1a96d312\",\"kind\":\"SERVER\",\"name\":\"get /\","
+        "\"timestamp\":1472470996199000,\"duration\":207000,\"shared\":true,"
+        "\"localEndpoint\":{\"serviceName\":\"Alice/Web\",\"ipv4\":\"10.0.0.1\",\"port\":80},"
+        "\"remoteEndpoint\":{\"serviceName\":\"mysql\"},\"annotations\":[{\"timestamp\":1,"
+        "\"value\":\"x\"},{}],\"tags\":{\"http.status_code\":\"503\",\"error\":\"\"},"
+        "\"debug\":false,\"empty\":[]}]";
+    assert_int_equal(parse(compact).spans, 1);
+    struct span want = got[0];
+    const char *gaps[] = {" ", "\t", "\n", "\r", " \r\n\t  "};
+    for (size_t g = 0; g < sizeof(gaps) / sizeof(gaps[0]); g++) {
+        char spaced[2048];
+        size_t n = 0;
+        bool in_string = false;
+        memcpy(spaced, gaps[g], strlen(gaps[g])); /* before the list, too */
+        n += strlen(gaps[g]);
+        for (const char *c = compact; *c; c++) {
+            spaced[n++] = *c;
+            if (*c == '"')
+                in_string = !in_string;
+            if (!in_string && strchr("[]{}:,\"", *c)) {
+                memcpy(spaced + n, gaps[g], strlen(gaps[g]));
+                n += strlen(gaps[g]);
+            }
+        }
+        spaced[n] = '\0';
+        struct span_parse_result r = parse(spaced);
+        assert_false(r.bad_message);
+        assert_int_equal(r.spans, 1);
+        assert_memory_equal(&got[0], &want, offsetof(struct span, local_service));
+        assert_string_equal(got[0].local_service, want.local_service);
+        assert_string_equal(got[0].remote_service, want.remote_service);
+    }
+    const char *bad[] = {
+        "[{\"traceId\" :\"0000000000000001\"}\x01]", /* a control byte between tokens */
+        "[{\"traceId\":\"0000000000000001\"}\f]",    /* form feed: not JSON's whitespace */
+        "[{\"traceId\":\"0000000000000001\"},\v{}]",
+        "[{\"timestamp\":12 34}]",
+        "[{\"shared\":tr ue}]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_true(parse(bad[i]).bad_message);
+    /* a NUL byte between tokens: the text goes on after it, and is still refused */
+    static const char nul[] = "[{\"traceId\":\"0000000000000001\"}\0]";
+    struct span_parse_result r;
+    span_parse_list(nul, sizeof(nul) - 1, room, keep, NULL, &r);
+    assert_true(r.bad_message);
+}
+
 int main(void)
 {
     room = malloc(SPAN_LIST_MAX * sizeof(*room));
@@ -339,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_service_name_limit), cmocka_unit_test(test_bad_ids),
         cmocka_unit_test(test_id_bytes),           cmocka_unit_test(test_bad_messages),
         cmocka_unit_test(test_bad_fields),         cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_whitespace),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(room);
