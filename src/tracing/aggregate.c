@@ -289,7 +289,14 @@ static uint64_t mix(uint64_t h, uint64_t v)
  * find in the cache, and which can be asked for before the span is counted (agg_add_resolved). */
 static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id)
 {
-    return (size_t)(mix(mix(hi, lo), id) & (a->table_size - 1));
+    /* every bit of the three ids reaches the slot's bits: sums, products and left shifts carry
+     * only upwards, and ids that differ only in their high bits (a tracer's time-based prefix,
+     * say) would share their slots, a chain walked by every lookup (splitmix64's finalizer) */
+    uint64_t h = lo ^ (hi * 0x9e3779b97f4a7c15ULL) ^ (id * 0xc2b2ae3d27d4eb4fULL);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 29;
+    return (size_t)(h & (a->table_size - 1));
 }
 
 static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, uint64_t service,
