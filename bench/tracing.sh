@@ -355,18 +355,37 @@ now_us
 generate "$WORK/bodies.jsonl" $((NOW_US - 60000000)) 60000000 $((HTTP_BODIES * PER_MESSAGE))
 HTTP_PER_BODY=$((GEN_SPANS / GEN_MESSAGES))
 cat >"$WORK/post.lua" <<'EOF'
--- POST /api/v2/spans with the bodies of a file (one JSON list a line) in turn, requests built once
-local requests, n = {}, 0
+-- POST /api/v2/spans with the bodies of a file (one JSON list a line) in turn. Each request's
+-- traces are new ones: the first 8 of every traceId's hex digits are the request's number (its
+-- first digit the wrk thread's), as an app's traces are new, so that no span is joined with a copy
+-- of itself sent before; each body is kept cut at those digits, and joined with them per request.
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+local bodies, n, sent = {}, 0, 0
+local headers = { ["Content-Type"] = "application/json" }
 function init(args)
+  local key = '"traceId":"'
   for line in io.lines(args[1]) do
-    requests[#requests + 1] = wrk.format("POST", "/api/v2/spans",
-      { ["Content-Type"] = "application/json" }, line)
+    local parts, from = {}, 1
+    while true do
+      local at = string.find(line, key, from, true)
+      if not at then break end
+      parts[#parts + 1] = string.sub(line, from, at + #key - 1)
+      from = at + #key + 8
+    end
+    parts[#parts + 1] = string.sub(line, from)
+    bodies[#bodies + 1] = parts
   end
-  n = math.random(#requests) - 1
+  n = math.random(#bodies) - 1
 end
 function request()
-  n = n % #requests + 1
-  return requests[n]
+  n = n % #bodies + 1
+  sent = sent + 1
+  local number = string.format("%x%07x", id % 16, sent % 0x10000000)
+  return wrk.format("POST", "/api/v2/spans", headers, table.concat(bodies[n], number))
 end
 EOF
 HTTP_PHASE=$(cpu_mark)
