@@ -545,18 +545,18 @@ int traces_status(struct traces *t, json_t **ret, struct emp_error *err)
                           (json_int_t)kc.produce_failed, "assigned_partitions",
                           (json_int_t)kc.assigned_partitions, "pauses", (json_int_t)kc.pauses);
     }
-    *ret = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
-                     "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
-                     "all_servers", "messages", (json_int_t)st.messages, "bad_messages",
-                     (json_int_t)st.bad_messages, "spans", (json_int_t)st.spans, "bad_spans",
-                     (json_int_t)st.bad_spans, "unknown_service", (json_int_t)st.unknown_service,
-                     "too_late", (json_int_t)st.too_late, "too_early", (json_int_t)st.too_early,
-                     "no_timestamp", (json_int_t)st.no_timestamp, "pending_dropped",
-                     (json_int_t)st.pending_dropped, "this_server", "messages",
-                     (json_int_t)cc.messages, "bad_messages", (json_int_t)cc.bad_messages, "spans",
-                     (json_int_t)cc.spans, "bad_spans", (json_int_t)cc.bad_spans, "pending_halves",
-                     (json_int_t)cc.pending, "unsent_batches", (json_int_t)cc.unsent_batches,
-                     "dropped_batches", (json_int_t)cc.dropped_batches, "last_span_at_ms",
-                     (json_int_t)cc.last_span_at_ms, "kafka", kafka);
+    *ret = json_pack(
+        "{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, "
+        "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
+        "all_servers", "messages", (json_int_t)st.messages, "bad_messages",
+        (json_int_t)st.bad_messages, "spans", (json_int_t)st.spans, "bad_spans",
+        (json_int_t)st.bad_spans, "unknown_service", (json_int_t)st.unknown_service, "too_late",
+        (json_int_t)st.too_late, "too_early", (json_int_t)st.too_early, "no_timestamp",
+        (json_int_t)st.no_timestamp, "pending_dropped", (json_int_t)st.pending_dropped,
+        "duplicates", (json_int_t)st.duplicates, "this_server", "messages", (json_int_t)cc.messages,
+        "bad_messages", (json_int_t)cc.bad_messages, "spans", (json_int_t)cc.spans, "bad_spans",
+        (json_int_t)cc.bad_spans, "pending_halves", (json_int_t)cc.pending, "unsent_batches",
+        (json_int_t)cc.unsent_batches, "dropped_batches", (json_int_t)cc.dropped_batches,
+        "last_span_at_ms", (json_int_t)cc.last_span_at_ms, "kafka", kafka);
     return *ret ? 0 : -ENOMEM;
 }

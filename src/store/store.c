@@ -2216,6 +2216,7 @@ int store_trace_add(struct store *store, const struct agg_batch *batch,
         trace_stat(&b, "too_early", stats->too_early);
         trace_stat(&b, "no_timestamp", stats->no_timestamp);
         trace_stat(&b, "pending_dropped", stats->pending_dropped);
+        trace_stat(&b, "duplicates", stats->duplicates);
     }
     /* also with no records: calls whose wait is over and minutes to roll up are due */
     long long rolled = 0;
@@ -2304,6 +2305,7 @@ int store_trace_stats_get(struct store *store, struct store_trace_stats *ret_sta
     st.too_early = (uint64_t)reply_field_int(reply, "too_early");
     st.no_timestamp = (uint64_t)reply_field_int(reply, "no_timestamp");
     st.pending_dropped = (uint64_t)reply_field_int(reply, "pending_dropped");
+    st.duplicates = (uint64_t)reply_field_int(reply, "duplicates");
     freeReplyObject(reply);
     *ret_stats = st;
     return 0;

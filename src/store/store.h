@@ -221,7 +221,7 @@ struct agg_batch;
 /* Counters of the ingestion itself, added to those in Redis. */
 struct store_trace_stats {
     uint64_t messages, bad_messages, spans, bad_spans, unknown_service, too_late, too_early,
-        no_timestamp, pending_dropped;
+        no_timestamp, pending_dropped, duplicates;
 };
 
 /* Adds a drained batch (its halves wait in Redis for halves that other consumers drain) and

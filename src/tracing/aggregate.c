@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 /* ---- pending halves ---- */
 
@@ -113,6 +115,7 @@ struct agg {
     struct agg_text *text; /* the names that edges and halves point to */
     size_t bytes;    /* what series, edges, halves, their histograms and names took from the heap */
     uint32_t drains; /* how many drains there were */
+    uint64_t seed;   /* of the table's slots: random, so that no one can choose ids that collide */
     /* counts into dense histograms not yet made: each cell was asked for when its value came,
      * and is added to a few values later (hist_add), when it has come from memory */
     struct {
@@ -291,8 +294,9 @@ static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id)
 {
     /* every bit of the three ids reaches the slot's bits: sums, products and left shifts carry
      * only upwards, and ids that differ only in their high bits (a tracer's time-based prefix,
-     * say) would share their slots, a chain walked by every lookup (splitmix64's finalizer) */
-    uint64_t h = lo ^ (hi * 0x9e3779b97f4a7c15ULL) ^ (id * 0xc2b2ae3d27d4eb4fULL);
+     * say) would share their slots, a chain walked by every lookup (splitmix64's finalizer); and
+     * the seed keeps a sender from computing ids that all fall in one slot */
+    uint64_t h = lo ^ a->seed ^ (hi * 0x9e3779b97f4a7c15ULL) ^ (id * 0xc2b2ae3d27d4eb4fULL);
     h ^= h >> 31;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 29;
@@ -307,6 +311,22 @@ static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id
             p->service_hash == service)
             return p;
     return NULL;
+}
+
+/* The call (ROLE_CALL) and the server span (ROLE_SERVER_ID) that wait under one span id of a
+ * trace, NULL each when none does: one walk of the slot they share. */
+static void find_call_and_server(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id,
+                                 struct pending **ret_call, struct pending **ret_server)
+{
+    *ret_call = *ret_server = NULL;
+    for (struct pending *p = a->table[slot(a, hi, lo, id)]; p; p = p->next_in_bucket) {
+        if (p->id != id || p->trace_lo != lo || p->trace_hi != hi || p->service_hash != 0)
+            continue;
+        if (p->role == ROLE_CALL && !*ret_call)
+            *ret_call = p;
+        else if (p->role == ROLE_SERVER_ID && !*ret_server)
+            *ret_server = p;
+    }
 }
 
 /* The name text (hash: its emp_hash_text()), held once more; NULL when AGG_NAMES_MAX names are
@@ -719,6 +739,16 @@ static void matched_server(struct agg *a, struct pending *server)
 static void take_server(struct agg *a, const struct span *s, const char *app_id, int64_t ts,
                         int64_t now)
 {
+    /* its caller's client span, if it came first and shares this span's id (Zipkin's shared
+     * spans); and this span itself, if it came before and waits: a copy (a sender's retry, a
+     * redelivery) is not counted twice while its first copy waits, nor kept twice (copies of a
+     * half would pile up in its slot, and every lookup there would walk them) */
+    struct pending *call, *first;
+    find_call_and_server(a, s->trace_hi, s->trace_lo, s->id, &call, &first);
+    if (first) {
+        a->counters.duplicates++;
+        return;
+    }
     struct agg_series *series = series_of(a, app_id, s->local_hash, bucket_of(a, ts));
     if (!series)
         return;
@@ -731,11 +761,10 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
         hist_add(a, &series->latency, (uint64_t)s->duration_us);
     else
         a->counters.no_timestamp++;
-    /* its caller's client span, if it came first and shares this span's id (Zipkin's shared
-     * spans). The other convention (the server a child of the client span) is tried only when
-     * the window ends (finish): an id can be a client's and, shared, its server's at once, and
-     * children of the server name it as their parent, so the parent is only a fallback. */
-    struct pending *call = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_CALL);
+    /* the caller's client span found above. The other convention (the server a child of the
+     * client span) is tried only when the window ends (finish): an id can be a client's and,
+     * shared, its server's at once, and children of the server name it as their parent, so the
+     * parent is only a fallback. */
     bool matched = false;
     struct service_ref self = {s->local_service, s->local_hash};
     if (call && !name_is(call->names[0], &self)) {
@@ -774,6 +803,15 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
 static void take_client(struct agg *a, const struct span *s, const char *app_id, int64_t ts,
                         int64_t now)
 {
+    /* a copy of this call, as take_server's: its first copy waits for its server, or has found
+     * the server that shares its id (which waits on for its own calls) */
+    struct pending *first, *server;
+    find_call_and_server(a, s->trace_hi, s->trace_lo, s->id, &first, &server);
+    struct service_ref self = {s->local_service, s->local_hash};
+    if (first || (server && server->matched && !name_is(server->names[0], &self))) {
+        a->counters.duplicates++;
+        return;
+    }
     if (s->has_parent && s->duration_us > 0) {
         uint64_t service = s->local_hash;
         struct pending *kids =
@@ -787,8 +825,7 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
         if (kids)
             kids->children_us += s->duration_us;
     }
-    struct call call = {
-        app_id, {s->local_service, s->local_hash}, ts, s->duration_us, span_failed(s)};
+    struct call call = {app_id, self, ts, s->duration_us, span_failed(s)};
     /* its server, if that came first and shares this id; a server that is a child of this span
      * is looked for when the window ends (finish) */
     struct pending *by_id = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
@@ -962,6 +999,8 @@ int agg_new(const struct agg_config *config, struct agg **ret_agg)
     while (a->table_size < 4 * a->config.pending_max)
         a->table_size *= 2;
     a->table = calloc(a->table_size, sizeof(*a->table));
+    if (getrandom(&a->seed, sizeof(a->seed), GRND_NONBLOCK) != sizeof(a->seed))
+        a->seed = (uint64_t)(uintptr_t)a ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
     a->pool = calloc(a->config.pending_max, sizeof(*a->pool));
     a->name_pool = calloc(AGG_NAMES_MAX, sizeof(*a->name_pool));
     a->name_table = calloc(NAME_SLOTS, sizeof(*a->name_table));

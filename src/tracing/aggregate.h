@@ -118,6 +118,7 @@ struct agg_counters {
     uint64_t no_timestamp;    /* without a timestamp or duration where one is needed */
     uint64_t pending_dropped; /* halves finalised early because pending_max was reached */
     uint64_t halves;          /* halves handed over unjoined */
+    uint64_t duplicates;      /* spans that came again while their first copy waited: not counted */
 };
 
 struct agg;

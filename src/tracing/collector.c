@@ -315,6 +315,7 @@ static void take_agg_counters(struct collector *c)
     st->too_early += now->too_early - seen->too_early;
     st->no_timestamp += now->no_timestamp - seen->no_timestamp;
     st->pending_dropped += now->pending_dropped - seen->pending_dropped;
+    st->duplicates += now->duplicates - seen->duplicates;
     c->counters.unknown_service = now->unknown;
     c->counters.too_late = now->too_late;
     c->counters.too_early = now->too_early;

@@ -267,6 +267,64 @@ static void test_bounded_pending(void **state)
     agg_free(a);
 }
 
+/* A -> B, each span sent COPIES times while its first copy waits (a sender's retries, a
+ * redelivery), in both conventions: every copy after the first is a duplicate, counted apart and
+ * nowhere else, and keeps nothing waiting; a copy that comes after its first copy's window has
+ * passed counts again. */
+static void run_copies(bool shared_ids)
+{
+    struct agg *a = new_agg();
+    enum { TRACES = 20, COPIES = 30 };
+    struct span all[TRACES * 3];
+    size_t n = 0;
+    for (uint64_t t = 1; t <= TRACES; t++) {
+        int64_t ts = NOW - 5000000;
+        uint64_t call = t * 10 + 2;
+        all[n++] = fixture_span(t, t * 10 + 1, 0, SPAN_SERVER, "alice/a", NULL, ts, 300000);
+        all[n++] =
+            fixture_span(t, call, t * 10 + 1, SPAN_CLIENT, "alice/a", "alice/b", ts + 1000, 280000);
+        all[n] = shared_ids ? fixture_span(t, call, t * 10 + 1, SPAN_SERVER, "alice/b", NULL,
+                                           ts + 2000, 270000)
+                            : fixture_span(t, t * 10 + 3, call, SPAN_SERVER, "alice/b", NULL,
+                                           ts + 2000, 270000);
+        all[n++].shared = shared_ids;
+    }
+    agg_add(a, all, n, NOW);
+    size_t waiting = agg_pending(a);
+    for (int copy = 1; copy < COPIES; copy++) {
+        agg_add(a, all, n, NOW);
+        assert_int_equal(agg_pending(a), waiting);
+    }
+    assert_int_equal(agg_counters(a)->duplicates, (COPIES - 1) * n);
+    assert_int_equal(agg_counters(a)->spans, COPIES * n);
+    struct agg_batch b = drain(a);
+    assert_int_equal(series(&b, "id-a")->requests, TRACES);
+    assert_int_equal(series(&b, "id-b")->requests, TRACES);
+    assert_int_equal(hist_total(&series(&b, "id-a")->latency), TRACES);
+    assert_int_equal(hist_total(&series(&b, "id-a")->self), TRACES);
+    double a_self = agg_quantile(&series(&b, "id-a")->self, 0.5);
+    assert_true(a_self > 20000 * (1 - HIST_RELATIVE_ERROR) &&
+                a_self < 20000 * (1 + HIST_RELATIVE_ERROR)); /* its call's 280 ms once */
+    assert_int_equal(edge(&b, "alice/a", "alice/b")->calls, TRACES);
+    assert_int_equal(b.edges_count, 1);
+    assert_int_equal(b.halves_count, 0);
+    agg_batch_free(&b);
+    /* the first copies are done (drain() finished every wait): a copy now counts again */
+    agg_add(a, all, n, NOW);
+    assert_int_equal(agg_counters(a)->duplicates, (COPIES - 1) * n);
+    b = drain(a);
+    assert_int_equal(series(&b, "id-b")->requests, TRACES);
+    assert_int_equal(edge(&b, "alice/a", "alice/b")->calls, TRACES);
+    agg_batch_free(&b);
+    agg_free(a);
+}
+
+static void test_copies(void **state)
+{
+    run_copies(false);
+    run_copies(true);
+}
+
 /* Waiting halves hold their service names once each, and at most AGG_NAMES_MAX of them: calls to
  * 20,000 different uninstrumented services finish early as more come, each counted once. */
 static void test_bounded_names(void **state)
@@ -517,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_halves),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bounded_pending),
+        cmocka_unit_test(test_copies),
         cmocka_unit_test(test_bounded_names),
         cmocka_unit_test(test_drains_by_memory),
         cmocka_unit_test(test_histograms),
