@@ -356,15 +356,16 @@ generate "$WORK/bodies.jsonl" $((NOW_US - 60000000)) 60000000 $((HTTP_BODIES * P
 HTTP_PER_BODY=$((GEN_SPANS / GEN_MESSAGES))
 cat >"$WORK/post.lua" <<'EOF'
 -- POST /api/v2/spans with the bodies of a file (one JSON list a line) in turn. Each request's
--- traces are new ones: the first 8 of every traceId's hex digits are the request's number (its
--- first digit the wrk thread's), as an app's traces are new, so that no span is joined with a copy
--- of itself sent before; each body is kept cut at those digits, and joined with them per request.
+-- traces are new ones: the first 8 of every traceId's hex digits are the wrk run's number (the
+-- script's second argument), the wrk thread's and the request's, as an app's traces are new, so
+-- that no span is a copy of one sent before; each body is kept cut at those digits, and joined
+-- with them per request.
 local threads = 0
 function setup(thread)
   thread:set("id", threads)
   threads = threads + 1
 end
-local bodies, n, sent = {}, 0, 0
+local bodies, n, sent, run = {}, 0, 0, 0
 local headers = { ["Content-Type"] = "application/json" }
 function init(args)
   local key = '"traceId":"'
@@ -380,11 +381,12 @@ function init(args)
     bodies[#bodies + 1] = parts
   end
   n = math.random(#bodies) - 1
+  run = tonumber(args[2])
 end
 function request()
   n = n % #bodies + 1
   sent = sent + 1
-  local number = string.format("%x%07x", id % 16, sent % 0x10000000)
+  local number = string.format("%x%x%06x", run % 16, id % 16, sent % 0x1000000)
   return wrk.format("POST", "/api/v2/spans", headers, table.concat(bodies[n], number))
 end
 EOF
@@ -395,14 +397,14 @@ head -n 1 "$WORK/bodies.jsonl" >"$WORK/one-body.json"
 http_answer=$(curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
   --data-binary "@$WORK/one-body.json" "$HTTP_URL")
 [[ $http_answer == 202 ]] || die "POST /api/v2/spans answered $http_answer"
-run_wrk http-warmup -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/post.lua" "$HTTP_URL" -- "$WORK/bodies.jsonl"
+run_wrk http-warmup -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/post.lua" "$HTTP_URL" -- "$WORK/bodies.jsonl" 0
 http_spans=() http_core=()
 printf '   %-6s %12s %12s %9s %7s %14s\n' round 'requests/s' 'spans/s' 'p99 ms' errors 'spans/s/core'
 for ((r = 1; r <= HTTP_ROUNDS; r++)); do
   tracing_status "$(cat "$A/port")" "$(cat "$A/token")"
   s0=$T_SPANS
   c0=$(proc_ticks "$(cat "$A/pid")")
-  run_wrk "http-$r" -t"$THREADS" -c"$CONNECTIONS" -d"${HTTP_DURATION}s" --latency -s "$WORK/post.lua" "$HTTP_URL" -- "$WORK/bodies.jsonl"
+  run_wrk "http-$r" -t"$THREADS" -c"$CONNECTIONS" -d"${HTTP_DURATION}s" --latency -s "$WORK/post.lua" "$HTTP_URL" -- "$WORK/bodies.jsonl" "$r"
   c1=$(proc_ticks "$(cat "$A/pid")")
   tracing_status "$(cat "$A/port")" "$(cat "$A/token")"
   rps=$(wrk_rps "http-$r")
@@ -418,6 +420,10 @@ for ((r = 1; r <= HTTP_ROUNDS; r++)); do
   ((counted >= expected && counted <= expected + 2 * CONNECTIONS * HTTP_PER_BODY)) ||
     say "   NOTE: emp-server counted $counted spans in round $r, wrk's requests carried $expected"
 done
+# every request's traces were new: a span taken as a copy of one sent before is counted no further
+tracing_status "$(cat "$A/port")" "$(cat "$A/token")"
+http_copies=$(json_int duplicates "$HTTP_BODY")
+[[ $http_copies == 0 ]] || say "   NOTE: emp-server took $http_copies spans as copies of spans sent before"
 HTTP_SPANS=$(median 0 "${http_spans[@]}")
 HTTP_PER_CORE=$(median 0 "${http_core[@]}")
 HTTP_HWM_MIB=$(calc "$(vm_kib "$(cat "$A/pid")" VmHWM) / 1024")
