@@ -313,20 +313,29 @@ static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id
     return NULL;
 }
 
-/* The call (ROLE_CALL) and the server span (ROLE_SERVER_ID) that wait under one span id of a
- * trace, NULL each when none does: one walk of the slot they share. */
-static void find_call_and_server(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id,
-                                 struct pending **ret_call, struct pending **ret_server)
+/* What waits under one span id of a trace, in one walk of the slot it shares: the call
+ * (ROLE_CALL) and the server span (ROLE_SERVER_ID) found first, NULL each when none does, and
+ * whether of the role `own` one of service self waits (a copy of a span of self with this id). */
+struct by_id {
+    struct pending *call, *server;
+    bool own;
+};
+
+static struct by_id find_by_id(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, enum role own,
+                               const struct service_ref *self)
 {
-    *ret_call = *ret_server = NULL;
+    struct by_id out = {NULL, NULL, false};
     for (struct pending *p = a->table[slot(a, hi, lo, id)]; p; p = p->next_in_bucket) {
         if (p->id != id || p->trace_lo != lo || p->trace_hi != hi || p->service_hash != 0)
             continue;
-        if (p->role == ROLE_CALL && !*ret_call)
-            *ret_call = p;
-        else if (p->role == ROLE_SERVER_ID && !*ret_server)
-            *ret_server = p;
+        if (p->role == ROLE_CALL && !out.call)
+            out.call = p;
+        else if (p->role == ROLE_SERVER_ID && !out.server)
+            out.server = p;
+        if (p->role == own && !out.own && name_is(p->names[0], self))
+            out.own = true;
     }
+    return out;
 }
 
 /* The name text (hash: its emp_hash_text()), held once more; NULL when AGG_NAMES_MAX names are
@@ -740,15 +749,17 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
                         int64_t now)
 {
     /* its caller's client span, if it came first and shares this span's id (Zipkin's shared
-     * spans); and this span itself, if it came before and waits: a copy (a sender's retry, a
-     * redelivery) is not counted twice while its first copy waits, nor kept twice (copies of a
-     * half would pile up in its slot, and every lookup there would walk them) */
-    struct pending *call, *first;
-    find_call_and_server(a, s->trace_hi, s->trace_lo, s->id, &call, &first);
-    if (first) {
+     * spans); and this span itself (its service's server span of this id), if it came before and
+     * waits: a copy (a sender's retry, a redelivery) is not counted twice while its first copy
+     * waits, nor kept twice (copies of a half would pile up in its slot, and every lookup there
+     * would walk them) */
+    struct service_ref self = {s->local_service, s->local_hash};
+    struct by_id found = find_by_id(a, s->trace_hi, s->trace_lo, s->id, ROLE_SERVER_ID, &self);
+    if (found.own) {
         a->counters.duplicates++;
         return;
     }
+    struct pending *call = found.call;
     struct agg_series *series = series_of(a, app_id, s->local_hash, bucket_of(a, ts));
     if (!series)
         return;
@@ -766,7 +777,6 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
      * shared, its server's at once, and children of the server name it as their parent, so the
      * parent is only a fallback. */
     bool matched = false;
-    struct service_ref self = {s->local_service, s->local_hash};
     if (call && !name_is(call->names[0], &self)) {
         struct call c = call_of(call);
         count_edge(a, &c, &self, app_id, span_failed(s));
@@ -805,10 +815,10 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
 {
     /* a copy of this call, as take_server's: its first copy waits for its server, or has found
      * the server that shares its id (which waits on for its own calls) */
-    struct pending *first, *server;
-    find_call_and_server(a, s->trace_hi, s->trace_lo, s->id, &first, &server);
     struct service_ref self = {s->local_service, s->local_hash};
-    if (first || (server && server->matched && !name_is(server->names[0], &self))) {
+    struct by_id found = find_by_id(a, s->trace_hi, s->trace_lo, s->id, ROLE_CALL, &self);
+    const struct pending *server = found.server;
+    if (found.own || (server && server->matched && !name_is(server->names[0], &self))) {
         a->counters.duplicates++;
         return;
     }

@@ -323,6 +323,21 @@ static void test_copies(void **state)
 {
     run_copies(false);
     run_copies(true);
+    /* a server span of another service with the same id is no copy: both are requests */
+    struct agg *a = new_agg();
+    struct span s[] = {
+        fixture_span(5, 7, 6, SPAN_SERVER, "alice/b", NULL, NOW - 1000000, 3000),
+        fixture_span(5, 7, 6, SPAN_SERVER, "alice/c", NULL, NOW - 1000000, 3000),
+        fixture_span(5, 8, 6, SPAN_CLIENT, "alice/b", "alice/d", NOW - 999000, 1000),
+        fixture_span(5, 8, 6, SPAN_CLIENT, "alice/c", "alice/d", NOW - 999000, 1000),
+    };
+    agg_add(a, s, 4, NOW);
+    assert_int_equal(agg_counters(a)->duplicates, 0);
+    struct agg_batch b = drain(a);
+    assert_int_equal(series(&b, "id-b")->requests, 1);
+    assert_int_equal(series(&b, "id-c")->requests, 1);
+    agg_batch_free(&b);
+    agg_free(a);
 }
 
 /* Waiting halves hold their service names once each, and at most AGG_NAMES_MAX of them: calls to
