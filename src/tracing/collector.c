@@ -70,6 +70,7 @@ struct collector {
     pthread_cond_t wake;
     bool stopping;
     atomic_llong done_before_ms;
+    atomic_bool behind; /* collector_set_behind */
 };
 
 /* "USERNAME/APPNAME" is the app APPNAME of USERNAME, as known at now (time_mono_ms()); hash is
@@ -392,6 +393,7 @@ static void *flusher_main(void *arg)
 {
     struct collector *c = arg;
     bool warned = false;
+    int held = 0; /* intervals passed without a flush, while behind */
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         struct timespec until = time_deadline(c->config.flush_ms);
@@ -399,6 +401,9 @@ static void *flusher_main(void *arg)
             pthread_cond_timedwait(&c->wake, &c->lock, &until);
         if (c->stopping)
             break;
+        if (c->parked_count == 0 && atomic_load(&c->behind) && ++held < COLLECTOR_BEHIND_FLUSHES)
+            continue;
+        held = 0;
         pthread_mutex_unlock(&c->lock);
         struct emp_error err = {0};
         int r = flush(c, false, &err);
@@ -413,6 +418,11 @@ static void *flusher_main(void *arg)
     }
     pthread_mutex_unlock(&c->lock);
     return NULL;
+}
+
+void collector_set_behind(struct collector *c, bool behind)
+{
+    atomic_store(&c->behind, behind);
 }
 
 int collector_flush_all(struct collector *c, struct emp_error *err)

@@ -55,6 +55,16 @@ void collector_add_many(struct collector *collector, const struct collector_mess
 /* Parses one message without counting it, to tell whether it is valid. Thread-safe. */
 void collector_check(const char *buf, size_t len, struct span_parse_result *ret);
 
+/* Whether what feeds the collector is catching up on a backlog (the Kafka consumer, while a
+ * quarter of its inbox or more waits to be counted). Meanwhile the flusher writes every
+ * COLLECTOR_BEHIND_FLUSHES flush intervals instead of every one, unless the aggregator fills up
+ * first: what a flush costs the store grows with the series and edges it carries, not with the
+ * spans, so a backlog is counted into fewer, larger writes, and the store (which shares the
+ * machine) takes less of the CPU that counting needs. The metrics lag by that much more while
+ * the backlog lasts, which they do by the backlog's age anyway. Thread-safe. */
+#define COLLECTOR_BEHIND_FLUSHES 4
+void collector_set_behind(struct collector *collector, bool behind);
+
 /* Whether counting had to wait for the store lately (a thread waits now, or did within the last
  * second): the store limits ingestion then, and more messages queued for counting would only
  * take memory. Thread-safe. */

@@ -299,7 +299,9 @@ static void flow(struct kafka *k)
                 break;
     }
     bool full = inbox_full(in), low = inbox_low(in);
+    bool behind = in->bytes >= inbox_high(in) / 4 || in->head - in->tail >= INBOX_SLOTS / 8;
     pthread_mutex_unlock(&in->lock);
+    collector_set_behind(k->collector, behind);
     if (!k->paused && full)
         pause_resume(k, NULL, true);
     else if (k->paused && low)
@@ -620,6 +622,7 @@ void kafka_stop(struct kafka *k)
         return;
     atomic_store(&k->stopping, true);
     pthread_join(k->thread, NULL);
+    collector_set_behind(k->collector, false); /* no backlog of this consumer's waits now */
     close_inbox(k); /* the workers count what it holds */
     /* spans of HTTP requests still in the producer: delivered, or counted here */
     rd_kafka_flush(k->producer, STOP_FLUSH_MS);

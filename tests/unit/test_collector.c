@@ -246,12 +246,69 @@ static void test_every_span_is_counted_when_ingestion_outruns_the_flusher(void *
     assert_int_equal(st.messages, THREADS * MESSAGES);
 }
 
+/* Milliseconds until the store holds spans spans in all (10 s at most: then 10000). */
+static int64_t ms_until_stored(struct ctx *c, uint64_t spans)
+{
+    int64_t start = time_mono_ms();
+    struct emp_error err = {0};
+    struct store_trace_stats st = {0};
+    while (time_mono_ms() - start < 10000) {
+        assert_int_equal(store_trace_stats_get(c->store, &st, &err), 0);
+        if (st.spans >= spans)
+            return time_mono_ms() - start;
+        usleep(5000);
+    }
+    return 10000;
+}
+
+/* While its source is behind, the flusher writes every COLLECTOR_BEHIND_FLUSHES intervals, not
+ * every one; a full aggregator is written at once all the same; and once the source has caught
+ * up, every interval again. */
+static void test_flushes_held_while_behind(void **state)
+{
+    struct ctx *c = *state;
+    int64_t now_s = time_now_ms() / 1000;
+    int64_t ts_us = (now_s - now_s % 10 - 30) * 1000000 + 5000000;
+    struct collector_config config = {
+        .store = c->store, .lateness_s = 600, .join_ms = 10, .flush_ms = 200, .park_at = 8};
+    struct collector *col;
+    struct emp_error err = {0};
+    assert_int_equal(collector_new(&config, &col, &err), 0);
+    static char buf[APPS * 256];
+    uint64_t sent = 0;
+    collector_set_behind(col, true);
+    size_t n = server_spans(buf, sizeof(buf), 1, 1, 3, ts_us);
+    collector_add(col, buf, n, NULL);
+    sent += 3;
+    /* the flush 3 intervals on, at the earliest (the first may be under way) */
+    int64_t held = ms_until_stored(c, sent);
+    if (held < 2 * 200 || held >= 10000)
+        fail_msg("a flush while behind came %lld ms after the spans", (long long)held);
+    n = server_spans(buf, sizeof(buf), 2, 1, APPS, ts_us); /* 40 series: past park_at */
+    collector_add(col, buf, n, NULL);
+    collector_add(col, buf, n, NULL); /* parks what the first one counted */
+    sent += 2 * APPS;
+    int64_t parked = ms_until_stored(c, sent - APPS);
+    if (parked > 1000)
+        fail_msg("a parked batch waited %lld ms while behind", (long long)parked);
+    collector_set_behind(col, false);
+    assert_true(ms_until_stored(c, sent) < 10000);
+    n = server_spans(buf, sizeof(buf), 3, 1, 3, ts_us);
+    collector_add(col, buf, n, NULL);
+    sent += 3;
+    int64_t caught_up = ms_until_stored(c, sent);
+    if (caught_up > 1000)
+        fail_msg("a flush after catching up came %lld ms after the spans", (long long)caught_up);
+    collector_free(col);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_every_span_is_counted_when_ingestion_outruns_the_flusher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_counted_together_add_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flushes_held_while_behind, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
