@@ -1933,21 +1933,30 @@ struct argbuf {
     bool oom;
 };
 
+/* Room for need bytes in *text (*cap of them now): doubled from first (or *cap) until they fit;
+ * false when out of memory (nothing changed). */
+static bool text_room(char **text, size_t *cap, size_t need, size_t first)
+{
+    if (need <= *cap)
+        return true;
+    size_t next = *cap ? *cap : first;
+    while (next < need)
+        next *= 2;
+    char *grown = realloc(*text, next);
+    if (!grown)
+        return false;
+    *text = grown;
+    *cap = next;
+    return true;
+}
+
 static void arg_add(struct argbuf *b, const char *s, size_t len)
 {
     if (b->oom)
         return;
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *grown = realloc(b->text, cap);
-        if (!grown) {
-            b->oom = true;
-            return;
-        }
-        b->text = grown;
-        b->cap = cap;
+    if (!text_room(&b->text, &b->cap, b->len + len + 1, 65536)) {
+        b->oom = true;
+        return;
     }
     if (b->count == b->count_cap) {
         size_t cap = b->count_cap ? b->count_cap * 2 : 4096;
@@ -2526,17 +2535,9 @@ static void resp_add(struct resp *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *grown = realloc(b->text, cap);
-        if (!grown) {
-            b->oom = true;
-            return;
-        }
-        b->text = grown;
-        b->cap = cap;
+    if (!text_room(&b->text, &b->cap, b->len + n, 16384)) {
+        b->oom = true;
+        return;
     }
     memcpy(b->text + b->len, s, n);
     b->len += n;

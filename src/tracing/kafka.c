@@ -622,7 +622,8 @@ void kafka_stop(struct kafka *k)
         return;
     atomic_store(&k->stopping, true);
     pthread_join(k->thread, NULL);
-    collector_set_behind(k->collector, false); /* no backlog of this consumer's waits now */
+    /* no backlog of this consumer's waits any more */
+    collector_set_behind(k->collector, false);
     close_inbox(k); /* the workers count what it holds */
     /* spans of HTTP requests still in the producer: delivered, or counted here */
     rd_kafka_flush(k->producer, STOP_FLUSH_MS);
