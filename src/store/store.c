@@ -760,27 +760,144 @@ static int read_reply(struct store *s, struct conn *c, redisReply **ret, struct 
 
 /* Reads the n replies of a pipeline into replies. On an I/O failure the connection is dropped (the
  * replies still due would be out of step); an error reply fails the whole pipeline. */
-static int pipeline_read(struct store *s, struct conn *c, size_t n, redisReply **replies,
-                         struct emp_error *err)
+/* Replies made in an arena, freed at once: a window's replies hold some thousands of strings,
+ * which hiredis would allocate and free two at a time (the allocator was then most of what
+ * emp-server spent on a metrics query). The arena's functions are the reader's only while
+ * pipeline_read reads into an arena, in this thread. */
+struct arena_block {
+    struct arena_block *next;
+    size_t used, size;
+    _Alignas(16) char data[];
+};
+
+struct arena {
+    struct arena_block *head;
+};
+
+#define ARENA_BLOCK (64u << 10)
+
+static void *arena_alloc(struct arena *a, size_t n)
 {
+    n = (n + 15) & ~(size_t)15;
+    struct arena_block *b = a->head;
+    if (!b || b->size - b->used < n) {
+        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        if (!(b = malloc(sizeof(*b) + size)))
+            return NULL;
+        b->next = a->head;
+        b->used = 0;
+        b->size = size;
+        a->head = b;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static void arena_free(struct arena *a)
+{
+    while (a->head) {
+        struct arena_block *next = a->head->next;
+        free(a->head);
+        a->head = next;
+    }
+}
+
+static _Thread_local struct arena *reply_arena; /* while arena_functions are a reader's */
+
+/* A reply of type, in the arena and in its parent array. */
+static redisReply *arena_reply(const redisReadTask *task, int type)
+{
+    redisReply *r = arena_alloc(reply_arena, sizeof(*r));
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    if (task->parent)
+        ((redisReply *)task->parent->obj)->element[task->idx] = r;
+    return r;
+}
+
+static void *arena_string(const redisReadTask *task, char *str, size_t len)
+{
+    char *text = arena_alloc(reply_arena, len + 1);
+    redisReply *r = text ? arena_reply(task, task->type) : NULL;
+    if (!r)
+        return NULL;
+    memcpy(text, str, len);
+    text[len] = '\0';
+    r->str = text;
+    r->len = len;
+    return r;
+}
+
+static void *arena_array(const redisReadTask *task, int elements)
+{
+    size_t n = elements > 0 ? (size_t)elements : 0;
+    redisReply **element = n ? arena_alloc(reply_arena, n * sizeof(*element)) : NULL;
+    redisReply *r = !n || element ? arena_reply(task, REDIS_REPLY_ARRAY) : NULL;
+    if (!r)
+        return NULL;
+    if (n)
+        memset(element, 0, n * sizeof(*element));
+    r->element = element;
+    r->elements = n;
+    return r;
+}
+
+static void *arena_integer(const redisReadTask *task, long long v)
+{
+    redisReply *r = arena_reply(task, REDIS_REPLY_INTEGER);
+    if (r)
+        r->integer = v;
+    return r;
+}
+
+static void *arena_nil(const redisReadTask *task)
+{
+    return arena_reply(task, REDIS_REPLY_NIL);
+}
+
+static void arena_object_free(void *reply)
+{
+    (void)reply; /* freed with its arena */
+}
+
+static redisReplyObjectFunctions arena_functions = {arena_string, arena_array, arena_integer,
+                                                    arena_nil, arena_object_free};
+
+/* Reads n replies into replies, made by hiredis (free each with freeReplyObject) or, with an
+ * arena, in it (they go with it). On an error, frees what it read (an arena's go with it). */
+static int pipeline_read(struct store *s, struct conn *c, size_t n, redisReply **replies,
+                         struct arena *arena, struct emp_error *err)
+{
+    redisReader *reader = c->ctx->reader;
+    redisReplyObjectFunctions *fn = reader->fn;
+    if (arena) {
+        reader->fn = &arena_functions;
+        reply_arena = arena;
+    }
     for (size_t i = 0; i < n; i++) {
         void *reply = NULL;
         if (redisGetReply(c->ctx, &reply) != REDIS_OK || !reply) {
             char why[160];
             snprintf(why, sizeof(why), "%s",
                      c->ctx->errstr[0] ? c->ctx->errstr : "connection lost");
-            conn_reset(c);
-            for (size_t j = 0; j < i; j++)
+            conn_reset(c); /* with an arena's functions still in place: hiredis frees none */
+            reply_arena = NULL;
+            for (size_t j = 0; !arena && j < i; j++)
                 freeReplyObject(replies[j]);
             return unavailable(s, err, why);
         }
         replies[i] = reply;
     }
+    reader->fn = fn;
+    reply_arena = NULL;
     for (size_t i = 0; i < n; i++) {
         if (replies[i]->type == REDIS_REPLY_ERROR) {
             char why[200];
             snprintf(why, sizeof(why), "Redis answered '%.150s'", replies[i]->str);
-            for (size_t j = 0; j < n; j++)
+            for (size_t j = 0; !arena && j < n; j++)
                 freeReplyObject(replies[j]);
             return unavailable(s, err, why);
         }
@@ -1205,7 +1322,7 @@ int store_login_failure_get(struct store *store, const char *username, int64_t *
     redisAppendCommand(c->ctx, "GET %s", key);
     redisAppendCommand(c->ctx, "TTL %s", key);
     redisReply *replies[2] = {NULL, NULL};
-    r = pipeline_read(store, c, 2, replies, err);
+    r = pipeline_read(store, c, 2, replies, NULL, err);
     if (r < 0)
         return r;
     redisReply *count = replies[0], *ttl = replies[1];
@@ -1531,7 +1648,7 @@ int store_session_and_app(struct store *store, const char *digest, const char *i
             n++;
         }
         redisReply *replies[6];
-        r = pipeline_read(store, c, n, replies, err);
+        r = pipeline_read(store, c, n, replies, NULL, err);
         if (r < 0) {
             store_app_free(app);
             return r;
@@ -1644,7 +1761,7 @@ int store_app_list(struct store *store, const char *owner, const char *cursor, s
         r = -ENOMEM;
         goto out;
     }
-    r = pipeline_read(store, c, asked, hashes, err);
+    r = pipeline_read(store, c, asked, hashes, NULL, err);
     if (r < 0) {
         free(hashes);
         goto out;
@@ -2606,112 +2723,6 @@ static bool rolled_up(const redisReply *m)
     return false;
 }
 
-/* Replies made in an arena, freed at once: a window's replies hold some thousands of strings,
- * which hiredis would allocate and free two at a time (the allocator was then most of what
- * emp-server spent on a metrics query). The arena's functions are the reader's only while a
- * window's replies are read, by this thread. */
-struct arena_block {
-    struct arena_block *next;
-    size_t used, size;
-    _Alignas(16) char data[];
-};
-
-struct arena {
-    struct arena_block *head;
-};
-
-#define ARENA_BLOCK (64u << 10)
-
-static void *arena_alloc(struct arena *a, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    struct arena_block *b = a->head;
-    if (!b || b->size - b->used < n) {
-        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        if (!(b = malloc(sizeof(*b) + size)))
-            return NULL;
-        b->next = a->head;
-        b->used = 0;
-        b->size = size;
-        a->head = b;
-    }
-    void *p = b->data + b->used;
-    b->used += n;
-    return p;
-}
-
-static void arena_free(struct arena *a)
-{
-    while (a->head) {
-        struct arena_block *next = a->head->next;
-        free(a->head);
-        a->head = next;
-    }
-}
-
-static _Thread_local struct arena *reply_arena; /* while arena_functions are a reader's */
-
-/* A reply of type, in the arena and in its parent array. */
-static redisReply *arena_reply(const redisReadTask *task, int type)
-{
-    redisReply *r = arena_alloc(reply_arena, sizeof(*r));
-    if (!r)
-        return NULL;
-    memset(r, 0, sizeof(*r));
-    r->type = type;
-    if (task->parent)
-        ((redisReply *)task->parent->obj)->element[task->idx] = r;
-    return r;
-}
-
-static void *arena_string(const redisReadTask *task, char *str, size_t len)
-{
-    char *text = arena_alloc(reply_arena, len + 1);
-    redisReply *r = text ? arena_reply(task, task->type) : NULL;
-    if (!r)
-        return NULL;
-    memcpy(text, str, len);
-    text[len] = '\0';
-    r->str = text;
-    r->len = len;
-    return r;
-}
-
-static void *arena_array(const redisReadTask *task, int elements)
-{
-    size_t n = elements > 0 ? (size_t)elements : 0;
-    redisReply **element = n ? arena_alloc(reply_arena, n * sizeof(*element)) : NULL;
-    redisReply *r = !n || element ? arena_reply(task, REDIS_REPLY_ARRAY) : NULL;
-    if (!r)
-        return NULL;
-    if (n)
-        memset(element, 0, n * sizeof(*element));
-    r->element = element;
-    r->elements = n;
-    return r;
-}
-
-static void *arena_integer(const redisReadTask *task, long long v)
-{
-    redisReply *r = arena_reply(task, REDIS_REPLY_INTEGER);
-    if (r)
-        r->integer = v;
-    return r;
-}
-
-static void *arena_nil(const redisReadTask *task)
-{
-    return arena_reply(task, REDIS_REPLY_NIL);
-}
-
-static void arena_object_free(void *reply)
-{
-    (void)reply; /* freed with its arena */
-}
-
-static redisReplyObjectFunctions arena_functions = {arena_string, arena_array, arena_integer,
-                                                    arena_nil, arena_object_free};
-
 /* Reads n buckets' m, o, i hashes (3 * n replies) into *ret_replies, made in arena. */
 static int read_buckets(struct store *store, struct conn *c, size_t n, redisReply ***ret_replies,
                         struct arena *arena, struct emp_error *err)
@@ -2721,32 +2732,10 @@ static int read_buckets(struct store *store, struct conn *c, size_t n, redisRepl
         conn_reset(c); /* the replies must still be read, or the connection is out of step */
         return -ENOMEM;
     }
-    redisReader *reader = c->ctx->reader;
-    redisReplyObjectFunctions *fn = reader->fn;
-    reader->fn = &arena_functions;
-    reply_arena = arena;
-    for (size_t i = 0; i < 3 * n; i++) {
-        void *reply = NULL;
-        if (redisGetReply(c->ctx, &reply) != REDIS_OK || !reply) {
-            char why[160];
-            snprintf(why, sizeof(why), "%s",
-                     c->ctx->errstr[0] ? c->ctx->errstr : "connection lost");
-            conn_reset(c); /* with the arena's functions: what hiredis holds is the arena's */
-            reply_arena = NULL;
-            return unavailable(store, err, why);
-        }
-        replies[i] = reply;
-    }
-    reader->fn = fn;
-    reply_arena = NULL;
-    for (size_t i = 0; i < 3 * n; i++)
-        if (replies[i]->type == REDIS_REPLY_ERROR) {
-            char why[200];
-            snprintf(why, sizeof(why), "Redis answered '%.150s'", replies[i]->str);
-            return unavailable(store, err, why);
-        }
-    *ret_replies = replies;
-    return 0;
+    int r = pipeline_read(store, c, 3 * n, replies, arena, err);
+    if (r == 0)
+        *ret_replies = replies;
+    return r;
 }
 
 /* Adds the m, o, i replies of n buckets to a window's sums. */

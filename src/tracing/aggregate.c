@@ -836,7 +836,8 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
             kids->children_us += s->duration_us;
     }
     struct call call = {app_id, self, ts, s->duration_us, span_failed(s)};
-    /* its server, if that came first and shares this id; a server that is a child of this span
+    /* its server, if that came first and shares this id (looked for again: found.server may
+     * have been finished to make room for the sum above); a server that is a child of this span
      * is looked for when the window ends (finish) */
     struct pending *by_id = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
     if (by_id && !by_id->matched && !name_is(by_id->names[0], &call.service)) {
