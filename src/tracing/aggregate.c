@@ -16,10 +16,9 @@
 /* ---- pending halves ---- */
 
 enum role {
-    ROLE_SERVER_ID,     /* a server span, by its id (the shared-span convention's key) */
-    ROLE_SERVER_PARENT, /* the same server span, by its parent (the child convention's key) */
-    ROLE_CALL,          /* a client span waiting for its server, by its id */
-    ROLE_CHILDREN,      /* the calls a service made inside span `id`, by that id and service */
+    ROLE_SERVER_ID, /* a server span, by its id (the shared-span convention's key) */
+    ROLE_CALL,      /* a client span waiting for its server, by its id */
+    ROLE_CHILDREN,  /* the calls a service made inside span `id`, by that id and service */
 };
 
 /* A service name that pending halves hold (once, however many hold it). */
@@ -68,8 +67,10 @@ struct pending {
     uint64_t parent_id;
     int64_t timestamp_us;
     int64_t duration_us;
-    int64_t children_us;  /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
-    struct pending *twin; /* ROLE_SERVER_ID <-> ROLE_SERVER_PARENT */
+    int64_t children_us; /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
+    /* the child convention's pair, while both wait: a ROLE_CALL and the server span that came
+     * after it naming it as parent (the latest such), each the other's link */
+    struct pending *link;
     uint32_t series_drain, series_at; /* ROLE_SERVER_ID's series: at position series_at - 1 of
                                        * the series while the drains are series_drain */
     struct pending *older, *newer;    /* by deadline (arrival order) */
@@ -393,9 +394,19 @@ static void unlink_pending(struct agg *a, struct pending *p)
     a->pending--;
 }
 
+/* The pair of a call and its child-convention server undone (either may be NULL). */
+static void unpair(struct pending *p)
+{
+    if (p && p->link) {
+        p->link->link = NULL;
+        p->link = NULL;
+    }
+}
+
 /* Unlinks p and gives its record and names back. */
 static void drop(struct agg *a, struct pending *p)
 {
+    unpair(p);
     unlink_pending(a, p);
     name_release(a, p->names[0]);
     name_release(a, p->names[1]);
@@ -403,8 +414,14 @@ static void drop(struct agg *a, struct pending *p)
     a->free_pending = p;
 }
 
+/* A server span found its caller: it waits on only for its own calls (self time). */
+static void matched_server(struct pending *server)
+{
+    server->matched = true;
+    unpair(server);
+}
+
 static void finish(struct agg *a, struct pending *p);
-static void matched_server(struct agg *a, struct pending *server);
 
 /* A new pending half of span s (its names and numbers copied, app_id and ts as resolved). */
 static struct pending *add_pending(struct agg *a, const struct span *s, const char *app_id,
@@ -681,10 +698,6 @@ static void finish(struct agg *a, struct pending *p)
         }
         if (kids)
             drop(a, kids);
-        if (p->twin) {
-            p->twin->twin = NULL;
-            drop(a, p->twin);
-        }
         if (!p->matched && p->has_parent) {
             /* the child convention: its caller's client span is its parent */
             struct pending *call = find(a, p->trace_hi, p->trace_lo, p->parent_id, 0, ROLE_CALL);
@@ -698,20 +711,16 @@ static void finish(struct agg *a, struct pending *p)
         }
         if (!p->matched && p->has_parent)
             add_half(a, p, true);
-    } else if (p->role == ROLE_SERVER_PARENT) {
-        if (p->twin) { /* the ROLE_SERVER_ID record does the work */
-            finish(a, p->twin);
-            return;
-        }
     } else if (p->role == ROLE_CALL) {
-        /* the child convention: a server span whose parent is this call */
-        struct pending *child = find(a, p->trace_hi, p->trace_lo, p->id, 0, ROLE_SERVER_PARENT);
-        struct pending *server = child ? child->twin : NULL;
+        /* the child convention: a server span whose parent is this call, paired with it when
+         * it came (take_server); one that came before the call finishes before it, and looks
+         * for the call itself */
+        struct pending *server = p->link;
         if (server && server->names[0] != p->names[0]) {
             struct call call = call_of(p);
             struct service_ref callee = service_ref_of(server->names[0]);
             count_edge(a, &call, &callee, server->app_id, server->error);
-            matched_server(a, server);
+            matched_server(server);
             p->matched = true;
         }
     }
@@ -730,18 +739,6 @@ static void finish(struct agg *a, struct pending *p)
         }
     }
     drop(a, p);
-}
-
-/* A server span found its caller: it waits on only for its own calls (self time). */
-static void matched_server(struct agg *a, struct pending *server)
-{
-    server->matched = true;
-    struct pending *other = server->twin; /* its key by parent is not needed any more */
-    server->twin = NULL;
-    if (other) {
-        other->twin = NULL;
-        drop(a, other);
-    }
 }
 
 /* A server span (or a root span without kind): a request, and maybe the second half of a call. */
@@ -797,13 +794,16 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
         by_id->children_us = kids->children_us;
         drop(a, kids);
     }
-    /* py_zipkin says shared even for a server span with an id of its own: the ids tell */
+    /* the child convention (py_zipkin says shared even for a server span with an id of its
+     * own: the ids tell): a call that waits already, whose id is this span's parent, is paired
+     * with it, to be counted when the call's window ends; a call that comes later finishes
+     * after this span, which looks for it then */
     if (!matched && s->has_parent) {
-        struct pending *by_parent =
-            add_pending(a, s, app_id, ts, s->parent_id, 0, ROLE_SERVER_PARENT, now);
-        if (by_parent) {
-            by_parent->twin = by_id;
-            by_id->twin = by_parent;
+        struct pending *parent = find(a, s->trace_hi, s->trace_lo, s->parent_id, 0, ROLE_CALL);
+        if (parent) {
+            unpair(parent);
+            parent->link = by_id;
+            by_id->link = parent;
         }
     }
 }
@@ -843,7 +843,7 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
     if (by_id && !by_id->matched && !name_is(by_id->names[0], &call.service)) {
         struct service_ref callee = service_ref_of(by_id->names[0]);
         count_edge(a, &call, &callee, by_id->app_id, by_id->error);
-        matched_server(a, by_id);
+        matched_server(by_id);
         return;
     }
     add_pending(a, s, app_id, ts, s->id, 0, ROLE_CALL, now);
