@@ -59,7 +59,8 @@ struct pending {
     struct pending *next_in_bucket; /* in its slot, or in the free list */
     enum role role;
     bool has_parent, shared, error;
-    bool matched; /* a server whose caller was found, a call whose server was */
+    bool matched;               /* a server whose caller was found, a call whose server was */
+    uint32_t slot, parent_slot; /* of its key in the table; of its parent's id (agg_slots) */
     int64_t deadline_us;
     /* what it carries */
     struct name *names[2]; /* its service, and the remote one (NULL when none); a name is held
@@ -304,10 +305,11 @@ static size_t slot(const struct agg *a, uint64_t hi, uint64_t lo, uint64_t id)
     return (size_t)(h & (a->table_size - 1));
 }
 
-static struct pending *find(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, uint64_t service,
-                            enum role role)
+/* The half of role keyed by (hi, lo, id, service) in slot at, NULL when none waits. */
+static struct pending *find(struct agg *a, uint32_t at, uint64_t hi, uint64_t lo, uint64_t id,
+                            uint64_t service, enum role role)
 {
-    for (struct pending *p = a->table[slot(a, hi, lo, id)]; p; p = p->next_in_bucket)
+    for (struct pending *p = a->table[at]; p; p = p->next_in_bucket)
         if (p->role == role && p->id == id && p->trace_lo == lo && p->trace_hi == hi &&
             p->service_hash == service)
             return p;
@@ -322,11 +324,11 @@ struct by_id {
     bool own;
 };
 
-static struct by_id find_by_id(struct agg *a, uint64_t hi, uint64_t lo, uint64_t id, enum role own,
-                               const struct service_ref *self)
+static struct by_id find_by_id(struct agg *a, uint32_t at, uint64_t hi, uint64_t lo, uint64_t id,
+                               enum role own, const struct service_ref *self)
 {
     struct by_id out = {NULL, NULL, false};
-    for (struct pending *p = a->table[slot(a, hi, lo, id)]; p; p = p->next_in_bucket) {
+    for (struct pending *p = a->table[at]; p; p = p->next_in_bucket) {
         if (p->id != id || p->trace_lo != lo || p->trace_hi != hi || p->service_hash != 0)
             continue;
         if (p->role == ROLE_CALL && !out.call)
@@ -378,7 +380,7 @@ static void name_release(struct agg *a, struct name *n)
 
 static void unlink_pending(struct agg *a, struct pending *p)
 {
-    struct pending **link = &a->table[slot(a, p->trace_hi, p->trace_lo, p->id)];
+    struct pending **link = &a->table[p->slot];
     while (*link && *link != p)
         link = &(*link)->next_in_bucket;
     if (*link)
@@ -423,10 +425,11 @@ static void matched_server(struct pending *server)
 
 static void finish(struct agg *a, struct pending *p);
 
-/* A new pending half of span s (its names and numbers copied, app_id and ts as resolved). */
+/* A new pending half of span s (its names and numbers copied, app_id and ts as resolved), keyed
+ * by id (the span's own or its parent's) in slot at; slots are the span's. */
 static struct pending *add_pending(struct agg *a, const struct span *s, const char *app_id,
-                                   int64_t ts, uint64_t id, uint64_t service, enum role role,
-                                   int64_t now_us)
+                                   const struct agg_slots *slots, int64_t ts, uint64_t id,
+                                   uint32_t at, uint64_t service, enum role role, int64_t now_us)
 {
     while (a->pending >= a->config.pending_max && a->oldest) {
         a->counters.pending_dropped++;
@@ -463,9 +466,10 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
     p->service_hash = service;
     p->role = role;
     p->deadline_us = now_us + a->config.join_ms * 1000;
-    size_t i = slot(a, p->trace_hi, p->trace_lo, id);
-    p->next_in_bucket = a->table[i];
-    a->table[i] = p;
+    p->slot = at;
+    p->parent_slot = slots->parent;
+    p->next_in_bucket = a->table[at];
+    a->table[at] = p;
     p->older = a->newest;
     if (a->newest)
         a->newest->newer = p;
@@ -686,7 +690,7 @@ static void finish(struct agg *a, struct pending *p)
 {
     if (p->role == ROLE_SERVER_ID) {
         struct pending *kids =
-            find(a, p->trace_hi, p->trace_lo, p->id, p->names[0]->hash, ROLE_CHILDREN);
+            find(a, p->slot, p->trace_hi, p->trace_lo, p->id, p->names[0]->hash, ROLE_CHILDREN);
         int64_t waited = p->children_us + (kids ? kids->children_us : 0);
         if (p->duration_us > 0) {
             int64_t self = p->duration_us - waited;
@@ -700,7 +704,8 @@ static void finish(struct agg *a, struct pending *p)
             drop(a, kids);
         if (!p->matched && p->has_parent) {
             /* the child convention: its caller's client span is its parent */
-            struct pending *call = find(a, p->trace_hi, p->trace_lo, p->parent_id, 0, ROLE_CALL);
+            struct pending *call =
+                find(a, p->parent_slot, p->trace_hi, p->trace_lo, p->parent_id, 0, ROLE_CALL);
             if (call && call->names[0] != p->names[0]) {
                 struct call c = call_of(call);
                 struct service_ref callee = service_ref_of(p->names[0]);
@@ -742,8 +747,8 @@ static void finish(struct agg *a, struct pending *p)
 }
 
 /* A server span (or a root span without kind): a request, and maybe the second half of a call. */
-static void take_server(struct agg *a, const struct span *s, const char *app_id, int64_t ts,
-                        int64_t now)
+static void take_server(struct agg *a, const struct span *s, const char *app_id,
+                        const struct agg_slots *slots, int64_t ts, int64_t now)
 {
     /* its caller's client span, if it came first and shares this span's id (Zipkin's shared
      * spans); and this span itself (its service's server span of this id), if it came before and
@@ -751,7 +756,8 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
      * waits, nor kept twice (copies of a half would pile up in its slot, and every lookup there
      * would walk them) */
     struct service_ref self = {s->local_service, s->local_hash};
-    struct by_id found = find_by_id(a, s->trace_hi, s->trace_lo, s->id, ROLE_SERVER_ID, &self);
+    struct by_id found =
+        find_by_id(a, slots->id, s->trace_hi, s->trace_lo, s->id, ROLE_SERVER_ID, &self);
     if (found.own) {
         a->counters.duplicates++;
         return;
@@ -781,7 +787,8 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
         drop(a, call);
     }
     /* waits for its own calls (self time) and, if unmatched, for its caller's client span */
-    struct pending *by_id = add_pending(a, s, app_id, ts, s->id, 0, ROLE_SERVER_ID, now);
+    struct pending *by_id =
+        add_pending(a, s, app_id, slots, ts, s->id, slots->id, 0, ROLE_SERVER_ID, now);
     if (!by_id)
         return;
     by_id->matched = matched;
@@ -789,7 +796,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
     by_id->series_at = series_at;
     /* calls inside it that came first: their sum is its now, so it cannot expire before it */
     struct pending *kids =
-        find(a, s->trace_hi, s->trace_lo, s->id, by_id->names[0]->hash, ROLE_CHILDREN);
+        find(a, slots->id, s->trace_hi, s->trace_lo, s->id, by_id->names[0]->hash, ROLE_CHILDREN);
     if (kids) {
         by_id->children_us = kids->children_us;
         drop(a, kids);
@@ -799,7 +806,8 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
      * with it, to be counted when the call's window ends; a call that comes later finishes
      * after this span, which looks for it then */
     if (!matched && s->has_parent) {
-        struct pending *parent = find(a, s->trace_hi, s->trace_lo, s->parent_id, 0, ROLE_CALL);
+        struct pending *parent =
+            find(a, slots->parent, s->trace_hi, s->trace_lo, s->parent_id, 0, ROLE_CALL);
         if (parent) {
             unpair(parent);
             parent->link = by_id;
@@ -810,13 +818,14 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
 
 /* A client span: time its service waited inside its parent span, and the first (or second) half
  * of a call. */
-static void take_client(struct agg *a, const struct span *s, const char *app_id, int64_t ts,
-                        int64_t now)
+static void take_client(struct agg *a, const struct span *s, const char *app_id,
+                        const struct agg_slots *slots, int64_t ts, int64_t now)
 {
     /* a copy of this call, as take_server's: its first copy waits for its server, or has found
      * the server that shares its id (which waits on for its own calls) */
     struct service_ref self = {s->local_service, s->local_hash};
-    struct by_id found = find_by_id(a, s->trace_hi, s->trace_lo, s->id, ROLE_CALL, &self);
+    struct by_id found =
+        find_by_id(a, slots->id, s->trace_hi, s->trace_lo, s->id, ROLE_CALL, &self);
     const struct pending *server = found.server;
     if (found.own || (server && server->matched && !name_is(server->names[0], &self))) {
         a->counters.duplicates++;
@@ -825,9 +834,10 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
     if (s->has_parent && s->duration_us > 0) {
         uint64_t service = s->local_hash;
         struct pending *kids =
-            find(a, s->trace_hi, s->trace_lo, s->parent_id, service, ROLE_CHILDREN);
+            find(a, slots->parent, s->trace_hi, s->trace_lo, s->parent_id, service, ROLE_CHILDREN);
         if (!kids) {
-            kids = add_pending(a, s, app_id, ts, s->parent_id, service, ROLE_CHILDREN, now);
+            kids = add_pending(a, s, app_id, slots, ts, s->parent_id, slots->parent, service,
+                               ROLE_CHILDREN, now);
             /* a sum outlives its server span's own wait: give it a window and a half */
             if (kids)
                 kids->deadline_us += a->config.join_ms * 500;
@@ -839,14 +849,14 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
     /* its server, if that came first and shares this id (looked for again: found.server may
      * have been finished to make room for the sum above); a server that is a child of this span
      * is looked for when the window ends (finish) */
-    struct pending *by_id = find(a, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
+    struct pending *by_id = find(a, slots->id, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
     if (by_id && !by_id->matched && !name_is(by_id->names[0], &call.service)) {
         struct service_ref callee = service_ref_of(by_id->names[0]);
         count_edge(a, &call, &callee, by_id->app_id, by_id->error);
         matched_server(by_id);
         return;
     }
-    add_pending(a, s, app_id, ts, s->id, 0, ROLE_CALL, now);
+    add_pending(a, s, app_id, slots, ts, s->id, slots->id, 0, ROLE_CALL, now);
 }
 
 void agg_add(struct agg *a, const struct span *spans, size_t count, int64_t now_us)
@@ -856,12 +866,24 @@ void agg_add(struct agg *a, const struct span *spans, size_t count, int64_t now_
         if (!a->config.resolve(a->config.resolve_ctx, spans[i].local_service, spans[i].local_hash,
                                app_id))
             app_id[0] = '\0';
-        agg_add_resolved(a, &spans[i], (const char(*)[AGG_ID_MAX])app_id, 1, now_us);
+        struct agg_slots slots;
+        agg_slots_of(a, &spans[i], 1, &slots);
+        agg_add_resolved(a, &spans[i], (const char(*)[AGG_ID_MAX])app_id, &slots, 1, now_us);
+    }
+}
+
+void agg_slots_of(const struct agg *a, const struct span *spans, size_t count,
+                  struct agg_slots *ret)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct span *s = &spans[i];
+        ret[i].id = (uint32_t)slot(a, s->trace_hi, s->trace_lo, s->id);
+        ret[i].parent = (uint32_t)slot(a, s->trace_hi, s->trace_lo, s->parent_id);
     }
 }
 
 void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_ids)[AGG_ID_MAX],
-                      size_t count, int64_t now_us)
+                      const struct agg_slots *slots, size_t count, int64_t now_us)
 {
     for (size_t i = 0; i < count; i++) {
         const struct span *s = &spans[i];
@@ -871,17 +893,15 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
          * (asked for two spans ago), and what the halves finished next need (while the table
          * is full, every new half finishes the oldest), are asked for now */
         if (i + AHEAD < count) {
-            const struct span *n = &spans[i + AHEAD];
-            __builtin_prefetch(&a->table[slot(a, n->trace_hi, n->trace_lo, n->id)]);
-            if (n->has_parent)
-                __builtin_prefetch(&a->table[slot(a, n->trace_hi, n->trace_lo, n->parent_id)]);
+            __builtin_prefetch(&a->table[slots[i + AHEAD].id]);
+            if (spans[i + AHEAD].has_parent)
+                __builtin_prefetch(&a->table[slots[i + AHEAD].parent]);
         }
         if (i + AHEAD / 2 < count) {
-            const struct span *n = &spans[i + AHEAD / 2];
-            struct pending *p = a->table[slot(a, n->trace_hi, n->trace_lo, n->id)];
+            struct pending *p = a->table[slots[i + AHEAD / 2].id];
             if (p)
                 __builtin_prefetch(p);
-            if (n->has_parent && (p = a->table[slot(a, n->trace_hi, n->trace_lo, n->parent_id)]))
+            if (spans[i + AHEAD / 2].has_parent && (p = a->table[slots[i + AHEAD / 2].parent]))
                 __builtin_prefetch(p);
         }
         if (a->oldest && a->oldest->newer) {
@@ -889,10 +909,9 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
              * other halves by its id and its parent, and the half after it */
             const struct pending *next = a->oldest->newer;
             __builtin_prefetch(next->newer);
-            __builtin_prefetch(&a->table[slot(a, next->trace_hi, next->trace_lo, next->id)]);
+            __builtin_prefetch(&a->table[next->slot]);
             if (next->has_parent)
-                __builtin_prefetch(
-                    &a->table[slot(a, next->trace_hi, next->trace_lo, next->parent_id)]);
+                __builtin_prefetch(&a->table[next->parent_slot]);
             const struct agg_series *series = kept_series(a, next);
             if (series)
                 __builtin_prefetch(series);
@@ -915,9 +934,9 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
         a->counters.spans++;
         bool root = !s->has_parent;
         if (s->kind == SPAN_SERVER || (s->kind == SPAN_KIND_NONE && root))
-            take_server(a, s, app_id, ts, now_us);
+            take_server(a, s, app_id, &slots[i], ts, now_us);
         else if (s->kind == SPAN_CLIENT || s->kind == SPAN_PRODUCER)
-            take_client(a, s, app_id, ts, now_us);
+            take_client(a, s, app_id, &slots[i], ts, now_us);
     }
     hist_pay(a);
 }
@@ -1006,6 +1025,8 @@ int agg_new(const struct agg_config *config, struct agg **ret_agg)
         a->config.park_at = ENTRIES_MAX - SPAN_LIST_MAX;
     if (a->config.park_bytes == 0)
         a->config.park_bytes = AGG_PARK_BYTES;
+    if (a->config.pending_max > AGG_PENDING_MAX)
+        a->config.pending_max = AGG_PENDING_MAX;
     a->table_size = 1; /* 4 to 8 slots a half: most lookups find their slot empty or theirs */
     while (a->table_size < 4 * a->config.pending_max)
         a->table_size *= 2;

@@ -19,6 +19,7 @@
 #define AGG_ID_MAX      37         /* an app id and its NUL */
 #define AGG_PARK_BYTES  (12 << 20) /* what the counts since the last drain may take, about */
 #define AGG_NAMES_MAX   16384      /* different service names that waiting halves hold, at most */
+#define AGG_PENDING_MAX (1u << 26) /* agg_config.pending_max, at most (table slots fit 32 bits) */
 #define AGG_HIST_SPARSE 8          /* buckets a histogram keeps as entries while it is counted */
 
 /* Maps a span's service name (hash: its emp_hash_text()) to the id of the app it is
@@ -128,10 +129,20 @@ void agg_free(struct agg *agg);
 
 /* Counts spans received at now_us (the clock, µs since the epoch). */
 void agg_add(struct agg *agg, const struct span *spans, size_t count, int64_t now_us);
-/* The same, with the app id of each span's service already resolved (app_ids[i], "" when it is
- * no app): the caller resolves them before it takes the lock it holds the aggregator under. */
+
+/* Where a span's keys (its id, its parent's) fall in the aggregator's table. */
+struct agg_slots {
+    uint32_t id, parent;
+};
+/* The slots of each span. It reads only what agg_new set, so it needs no lock: a caller that
+ * holds the aggregator under one computes them before it takes it. */
+void agg_slots_of(const struct agg *agg, const struct span *spans, size_t count,
+                  struct agg_slots *ret);
+/* agg_add, with the app id of each span's service already resolved (app_ids[i], "" when it is
+ * no app) and its slots computed (agg_slots_of): the caller does both before it takes the lock
+ * it holds the aggregator under. */
 void agg_add_resolved(struct agg *agg, const struct span *spans, const char (*app_ids)[AGG_ID_MAX],
-                      size_t count, int64_t now_us);
+                      const struct agg_slots *slots, size_t count, int64_t now_us);
 /* Finishes the joins whose window has passed (or all of them, when force: at shutdown). */
 void agg_tick(struct agg *agg, int64_t now_us, bool force);
 

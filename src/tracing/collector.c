@@ -160,11 +160,13 @@ static void deliver(void *ctx, const struct span *spans, size_t count)
 }
 
 /* A thread's room for the messages it counts in one go: their spans (one message may fill up
- * what is left past COLLECTOR_BATCH_SPANS) and their app ids; pages are touched as used */
+ * what is left past COLLECTOR_BATCH_SPANS), their app ids and their slots in the aggregator's
+ * table; pages are touched as used */
 #define ROOM_SPANS (COLLECTOR_BATCH_SPANS + SPAN_LIST_MAX)
 struct room {
     struct span spans[ROOM_SPANS];
     char app_ids[ROOM_SPANS][AGG_ID_MAX];
+    struct agg_slots slots[ROOM_SPANS];
 };
 
 static _Thread_local struct room *room;
@@ -220,8 +222,9 @@ struct parsed {
     size_t first, count;
 };
 
-/* Counts messages[0, count) in goes of about COLLECTOR_BATCH_SPANS spans: parsed and resolved
- * outside the lock, counted under it in one go. Fills rets[i] (rets may be NULL). */
+/* Counts messages[0, count) in goes of about COLLECTOR_BATCH_SPANS spans: parsed, resolved and
+ * their slots computed outside the lock, counted under it in one go. Fills rets[i] (rets may be
+ * NULL). */
 static void add_messages(struct collector *c, const struct collector_message *messages,
                          size_t count, struct span_parse_result *rets)
 {
@@ -243,8 +246,10 @@ static void add_messages(struct collector *c, const struct collector_message *me
             go[n].count = d.count;
             used += d.count;
         }
-        if (used)
+        if (used) {
             resolve_all(c, room->spans, used, room->app_ids);
+            agg_slots_of(c->agg, room->spans, used, room->slots);
+        }
         int64_t now_us = time_now_ms() * 1000;
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < n; i++) {
@@ -279,7 +284,8 @@ static void add_messages(struct collector *c, const struct collector_message *me
                     agg_drain(c->agg, &c->parked[c->parked_count++]);
             }
             agg_add_resolved(c->agg, room->spans + p->first,
-                             (const char(*)[AGG_ID_MAX])room->app_ids[p->first], p->count, now_us);
+                             (const char(*)[AGG_ID_MAX])room->app_ids[p->first],
+                             room->slots + p->first, p->count, now_us);
         }
         if (used)
             c->counters.last_span_at_ms = time_now_ms();

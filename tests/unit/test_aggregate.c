@@ -564,7 +564,9 @@ static void test_histograms_in_one_go(void **state)
             i++;
         }
     struct agg *a = new_agg(); /* 1,000 halves wait: most are finished while counting */
-    agg_add_resolved(a, spans, (const char(*)[AGG_ID_MAX])ids, N, NOW);
+    static struct agg_slots slots[N];
+    agg_slots_of(a, spans, N, slots);
+    agg_add_resolved(a, spans, (const char(*)[AGG_ID_MAX])ids, slots, N, NOW);
     struct agg_batch b = drain(a);
     assert_int_equal(b.series_count, SERVICES);
     for (size_t k = 0; k < SERVICES; k++) {
