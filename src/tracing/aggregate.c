@@ -21,11 +21,14 @@ enum role {
     ROLE_CHILDREN,  /* the calls a service made inside span `id`, by that id and service */
 };
 
-/* A service name that pending halves hold (once, however many hold it). */
+/* A service name that pending halves hold (once, however many hold it), and the app its spans
+ * were last resolved to: a pending half's app is its service's ("" while it was only named as a
+ * remote service), so that records need not carry it. */
 struct name {
     uint64_t hash;
     struct name *next; /* in its slot of the name table, or in the free list */
     uint32_t refs;
+    char app_id[AGG_ID_MAX];
     char text[SPAN_SERVICE_MAX];
 };
 
@@ -52,35 +55,46 @@ static bool name_is(const struct name *n, const struct service_ref *service)
     return same_service(&ref, service);
 }
 
+/* Two cache lines, aligned: the table far outgrows the cache, and a record costs a miss for
+ * each line of it that is read. */
 struct pending {
-    /* the key and the chain first: a lookup reads one cache line of each record it passes */
+    /* the first line: what a lookup reads of each record it passes (the key, the chain, the
+     * role) and what most finds need next (the names) */
     uint64_t trace_hi, trace_lo, id;
     uint64_t service_hash;          /* in the key of ROLE_CHILDREN only: whose calls */
     struct pending *next_in_bucket; /* in its slot, or in the free list */
-    enum role role;
-    bool has_parent, shared, error;
-    bool matched;               /* a server whose caller was found, a call whose server was */
-    uint32_t slot, parent_slot; /* of its key in the table; of its parent's id (agg_slots) */
-    int64_t deadline_us;
-    /* what it carries */
     struct name *names[2]; /* its service, and the remote one (NULL when none); a name is held
                             * once, so equal names are equal pointers */
+    uint32_t slot;         /* of its key in the table (agg_slots) */
+    uint8_t role;          /* enum role */
+    bool has_parent : 1, shared : 1, error : 1;
+    bool matched : 1; /* a server whose caller was found, a call whose server was */
+    /* the second: what it carries */
     uint64_t parent_id;
     int64_t timestamp_us;
     int64_t duration_us;
     int64_t children_us; /* the calls' sum: ROLE_CHILDREN's, or what ROLE_SERVER_ID took over */
+    int64_t deadline_us;
     /* the child convention's pair, while both wait: a ROLE_CALL and the server span that came
      * after it naming it as parent (the latest such), each the other's link */
     struct pending *link;
-    uint32_t series_drain, series_at; /* ROLE_SERVER_ID's series: at position series_at - 1 of
-                                       * the series while the drains are series_drain */
-    struct pending *older, *newer;    /* by deadline (arrival order) */
-    char app_id[AGG_ID_MAX];
-};
+    uint32_t parent_slot;  /* of its parent's id (agg_slots) */
+    uint32_t older, newer; /* by deadline (arrival order): pool positions + 1, 0 for none */
+    uint16_t series_drain, series_at; /* ROLE_SERVER_ID's series: at position series_at - 1 of
+                                       * the series while the drains are series_drain (mod
+                                       * 2^16: a record waits for far fewer) */
+} __attribute__((aligned(64)));
+_Static_assert(sizeof(struct pending) == 128, "a pending record is two cache lines");
 
 static const char *service_of(const struct pending *p)
 {
     return p->names[0]->text;
+}
+
+/* The app of p's service, as resolved when a span of it last came. */
+static const char *app_of(const struct pending *p)
+{
+    return p->names[0]->app_id;
 }
 
 static const char *remote_of(const struct pending *p)
@@ -139,7 +153,8 @@ struct agg_text {
 #define NAME_SLOTS  (2 * AGG_NAMES_MAX) /* slots of the name table (a power of two) */
 #define HALVES_MAX  16384               /* unjoined halves: time to drain */
 #define ENTRIES_MAX (INDEX_SIZE / 2)    /* what an index holds, at most: a message more fits */
-#define AHEAD       4                   /* spans whose slots are asked for before they are needed */
+_Static_assert(ENTRIES_MAX < UINT16_MAX, "a series position fits a pending record's 16 bits");
+#define AHEAD 4 /* spans whose slots are asked for before they are needed */
 
 /* The position of the first entry of h whose bucket is not below bucket (h->len if none). Without
  * branches on the entries: latencies land in buckets no branch predictor guesses, and a search
@@ -341,14 +356,16 @@ static struct by_id find_by_id(struct agg *a, uint32_t at, uint64_t hi, uint64_t
     return out;
 }
 
-/* The name text (hash: its emp_hash_text()), held once more; NULL when AGG_NAMES_MAX names are
- * held. */
-static struct name *name_hold(struct agg *a, const char *text, uint64_t hash)
+/* The name text (hash: its emp_hash_text()), held once more, its app now app_id (unless NULL:
+ * a remote service's); NULL when AGG_NAMES_MAX names are held. */
+static struct name *name_hold(struct agg *a, const char *text, uint64_t hash, const char *app_id)
 {
     struct name **slot = &a->name_table[hash & (NAME_SLOTS - 1)];
     for (struct name *n = *slot; n; n = n->next)
         if (n->hash == hash && strcmp(n->text, text) == 0) {
             n->refs++;
+            if (app_id)
+                memcpy(n->app_id, app_id, AGG_ID_MAX);
             return n;
         }
     struct name *n = a->free_names;
@@ -360,6 +377,7 @@ static struct name *name_hold(struct agg *a, const char *text, uint64_t hash)
         return NULL;
     n->hash = hash;
     n->refs = 1;
+    snprintf(n->app_id, sizeof(n->app_id), "%s", app_id ? app_id : "");
     snprintf(n->text, sizeof(n->text), "%s", text);
     n->next = *slot;
     *slot = n;
@@ -378,6 +396,17 @@ static void name_release(struct agg *a, struct name *n)
     a->free_names = n;
 }
 
+/* The record at a position of the older/newer list (NULL for 0), and a record's position. */
+static struct pending *pending_at(const struct agg *a, uint32_t position)
+{
+    return position ? &a->pool[position - 1] : NULL;
+}
+
+static uint32_t position_of(const struct agg *a, const struct pending *p)
+{
+    return p ? (uint32_t)(p - a->pool) + 1 : 0;
+}
+
 static void unlink_pending(struct agg *a, struct pending *p)
 {
     struct pending **link = &a->table[p->slot];
@@ -385,14 +414,15 @@ static void unlink_pending(struct agg *a, struct pending *p)
         link = &(*link)->next_in_bucket;
     if (*link)
         *link = p->next_in_bucket;
-    if (p->older)
-        p->older->newer = p->newer;
+    struct pending *older = pending_at(a, p->older), *newer = pending_at(a, p->newer);
+    if (older)
+        older->newer = p->newer;
     else
-        a->oldest = p->newer;
-    if (p->newer)
-        p->newer->older = p->older;
+        a->oldest = newer;
+    if (newer)
+        newer->older = p->older;
     else
-        a->newest = p->older;
+        a->newest = older;
     a->pending--;
 }
 
@@ -436,9 +466,9 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
         finish(a, a->oldest); /* room for the new one: the oldest is done early */
     }
     struct name *service_name, *remote_name = NULL;
-    while (!(service_name = name_hold(a, s->local_service, s->local_hash)) ||
+    while (!(service_name = name_hold(a, s->local_service, s->local_hash, app_id)) ||
            (s->remote_service[0] &&
-            !(remote_name = name_hold(a, s->remote_service, s->remote_hash)))) {
+            !(remote_name = name_hold(a, s->remote_service, s->remote_hash, NULL)))) {
         name_release(a, service_name); /* every name is held: the oldest halves are done early */
         if (!a->oldest)
             return NULL;
@@ -453,7 +483,6 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
     memset(p, 0, sizeof(*p));
     p->names[0] = service_name;
     p->names[1] = remote_name;
-    memcpy(p->app_id, app_id, AGG_ID_MAX);
     p->parent_id = s->parent_id;
     p->has_parent = s->has_parent;
     p->shared = s->shared;
@@ -464,15 +493,15 @@ static struct pending *add_pending(struct agg *a, const struct span *s, const ch
     p->trace_lo = s->trace_lo;
     p->id = id;
     p->service_hash = service;
-    p->role = role;
+    p->role = (uint8_t)role;
     p->deadline_us = now_us + a->config.join_ms * 1000;
     p->slot = at;
     p->parent_slot = slots->parent;
     p->next_in_bucket = a->table[at];
     a->table[at] = p;
-    p->older = a->newest;
+    p->older = position_of(a, a->newest);
     if (a->newest)
-        a->newest->newer = p;
+        a->newest->newer = position_of(a, p);
     else
         a->oldest = p;
     a->newest = p;
@@ -642,7 +671,7 @@ static void count_edge(struct agg *a, const struct call *call, const struct serv
 
 static struct call call_of(const struct pending *p)
 {
-    return (struct call){p->app_id, service_ref_of(p->names[0]), p->timestamp_us, p->duration_us,
+    return (struct call){app_of(p), service_ref_of(p->names[0]), p->timestamp_us, p->duration_us,
                          p->error};
 }
 
@@ -667,7 +696,7 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
     h->parent_id = p->parent_id;
     h->has_parent = p->has_parent;
     h->shared = p->shared;
-    memcpy(h->app_id, p->app_id, AGG_ID_MAX);
+    memcpy(h->app_id, app_of(p), AGG_ID_MAX);
     h->service = service;
     h->remote = remote;
     if (!server && h->remote[0] &&
@@ -682,7 +711,8 @@ static void add_half(struct agg *a, const struct pending *p, bool server)
 /* The series a waiting server span's request was counted in, NULL when a drain came since. */
 static struct agg_series *kept_series(const struct agg *a, const struct pending *p)
 {
-    return p->series_at && p->series_drain == a->drains ? &a->series[p->series_at - 1] : NULL;
+    return p->series_at && p->series_drain == (uint16_t)a->drains ? &a->series[p->series_at - 1]
+                                                                  : NULL;
 }
 
 /* A half whose window passed (or that must make room): what it still owes is counted now. */
@@ -696,7 +726,7 @@ static void finish(struct agg *a, struct pending *p)
             int64_t self = p->duration_us - waited;
             struct agg_series *s = kept_series(a, p);
             if (!s)
-                s = series_of(a, p->app_id, p->names[0]->hash, bucket_of(a, p->timestamp_us));
+                s = series_of(a, app_of(p), p->names[0]->hash, bucket_of(a, p->timestamp_us));
             if (s)
                 hist_add(a, &s->self, (uint64_t)(self > 0 ? self : 0));
         }
@@ -709,7 +739,7 @@ static void finish(struct agg *a, struct pending *p)
             if (call && call->names[0] != p->names[0]) {
                 struct call c = call_of(call);
                 struct service_ref callee = service_ref_of(p->names[0]);
-                count_edge(a, &c, &callee, p->app_id, p->error);
+                count_edge(a, &c, &callee, app_of(p), p->error);
                 p->matched = true;
                 drop(a, call);
             }
@@ -724,7 +754,7 @@ static void finish(struct agg *a, struct pending *p)
         if (server && server->names[0] != p->names[0]) {
             struct call call = call_of(p);
             struct service_ref callee = service_ref_of(server->names[0]);
-            count_edge(a, &call, &callee, server->app_id, server->error);
+            count_edge(a, &call, &callee, app_of(server), server->error);
             matched_server(server);
             p->matched = true;
         }
@@ -767,7 +797,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
     if (!series)
         return;
     /* where its self time goes too, kept as a position: the array moves as it grows */
-    uint32_t series_at = (uint32_t)(series - a->series) + 1;
+    uint16_t series_at = (uint16_t)(series - a->series + 1); /* < ENTRIES_MAX */
     series->requests++;
     if (span_failed(s))
         series->errors++;
@@ -792,7 +822,7 @@ static void take_server(struct agg *a, const struct span *s, const char *app_id,
     if (!by_id)
         return;
     by_id->matched = matched;
-    by_id->series_drain = a->drains;
+    by_id->series_drain = (uint16_t)a->drains;
     by_id->series_at = series_at;
     /* calls inside it that came first: their sum is its now, so it cannot expire before it */
     struct pending *kids =
@@ -852,7 +882,7 @@ static void take_client(struct agg *a, const struct span *s, const char *app_id,
     struct pending *by_id = find(a, slots->id, s->trace_hi, s->trace_lo, s->id, 0, ROLE_SERVER_ID);
     if (by_id && !by_id->matched && !name_is(by_id->names[0], &call.service)) {
         struct service_ref callee = service_ref_of(by_id->names[0]);
-        count_edge(a, &call, &callee, by_id->app_id, by_id->error);
+        count_edge(a, &call, &callee, app_of(by_id), by_id->error);
         matched_server(by_id);
         return;
     }
@@ -907,8 +937,9 @@ void agg_add_resolved(struct agg *a, const struct span *spans, const char (*app_
         if (a->oldest && a->oldest->newer) {
             /* the half finished next (asked for a span ago): the slots where it looks up its
              * other halves by its id and its parent, and the half after it */
-            const struct pending *next = a->oldest->newer;
-            __builtin_prefetch(next->newer);
+            const struct pending *next = pending_at(a, a->oldest->newer);
+            if (next->newer)
+                __builtin_prefetch(pending_at(a, next->newer));
             __builtin_prefetch(&a->table[next->slot]);
             if (next->has_parent)
                 __builtin_prefetch(&a->table[next->parent_slot]);
@@ -1033,7 +1064,8 @@ int agg_new(const struct agg_config *config, struct agg **ret_agg)
     a->table = calloc(a->table_size, sizeof(*a->table));
     if (getrandom(&a->seed, sizeof(a->seed), GRND_NONBLOCK) != sizeof(a->seed))
         a->seed = (uint64_t)(uintptr_t)a ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
-    a->pool = calloc(a->config.pending_max, sizeof(*a->pool));
+    /* aligned, each record on its own lines; add_pending clears a record as it takes it */
+    a->pool = aligned_alloc(_Alignof(struct pending), a->config.pending_max * sizeof(*a->pool));
     a->name_pool = calloc(AGG_NAMES_MAX, sizeof(*a->name_pool));
     a->name_table = calloc(NAME_SLOTS, sizeof(*a->name_table));
     a->series_index = calloc(INDEX_SIZE, sizeof(*a->series_index));
