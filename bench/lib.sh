@@ -301,11 +301,18 @@ record() { # FIGURE VALUE [TARGET VERDICT]: a row of the summary
   # shellcheck disable=SC2059 # the format is ours
   SUMMARY+=("$(printf "$ROW_FORMAT" "$1" "$2" "${3:-}" "${4:-}")")
 }
+cpu_caches() { # the CPU's model and its L2 and L3 caches, as lscpu names them: what ratios move with
+  LC_ALL=C lscpu 2>/dev/null | awk -F': *' '
+    $1 == "Model name" { name = $2 } $1 == "CPU family" { family = $2 } $1 == "Model" { model = $2 }
+    $1 == "L2 cache" { l2 = $2 } $1 == "L3 cache" { l3 = $2 }
+    END { printf "%s (family %s, model %s), L2 %s, L3 %s\n", name, family, model, l2, l3 }'
+}
 print_summary() { # the summary: a title, the run's date, commit and machine, the notes on stdin, the rows
   local title=" summary of $BENCH " rule
   rule=$(printf '%088d' 0 | tr 0 =)
   printf '\n%s%s%s\n' "${rule:0:(88 - ${#title}) / 2}" "$title" "${rule:0:88 - ${#title} - (88 - ${#title}) / 2}"
   say "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), $NCPU cores, Linux $(uname -r)"
+  say "$(cpu_caches)"
   cat
   # shellcheck disable=SC2059 # the format is ours
   printf "$ROW_FORMAT\n" figure value target result
